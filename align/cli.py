@@ -1,0 +1,136 @@
+"""The `align` command line: parse, build the stage config, call the stage, print the summary.
+
+Stage commands get one flag per config field (generated from the dataclass, so flags, recipe keys and
+docs never drift apart). Errors a user can fix print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from align import config as C
+from align.errors import AlignError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="align: SFT -> reward model -> PPO / DPO, with LoRA, on one GPU or a CPU.")
+data_app = typer.Typer(no_args_is_help=True, help="Look at data as training will see it.")
+app.add_typer(data_app, name="data")
+
+
+def fail(err: AlignError) -> None:
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(err.exit_code)
+
+
+def _option_type(tp: Any) -> Any:
+    """Flags are all optional (None = not given, so the recipe or the default applies)."""
+    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType")):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    if typing.get_origin(tp) is list:
+        return Optional[list[typing.get_args(tp)[0]]]
+    return Optional[tp]
+
+
+def stage_command(name: str, cfg_cls: type, runner: Callable[[Any], Any], help: str) -> None:
+    """Register `align NAME` with a flag per field of `cfg_cls` plus --config RECIPE."""
+    hints = typing.get_type_hints(cfg_cls)
+    params = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                                default=typer.Option(None, "--config", "-c", help="YAML recipe; flags override it."))]
+    for f in dataclasses.fields(cfg_cls):
+        flag = C.flag_name(f)
+        tp = hints[f.name]
+        decls = [f"--{flag}/--no-{flag}"] if tp is bool else [f"--{flag}"]
+        default_txt = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        params.append(inspect.Parameter(
+            f.name, inspect.Parameter.KEYWORD_ONLY, annotation=_option_type(tp),
+            default=typer.Option(None, *decls, help=f"{f.metadata.get('help', '')} [default: {default_txt}]",
+                                 show_default=False)))
+
+    def command(config: Optional[Path] = None, **flags: Any) -> None:
+        try:
+            recipe = C.read_recipe(config) if config else {}
+            flags = {k: (v if v != [] else None) for k, v in flags.items()}
+            cfg = C.build(cfg_cls, recipe, flags, source=str(config) if config else "flags")
+            runner(cfg)
+        except AlignError as e:
+            fail(e)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = help
+    app.command(name, help=help)(command)
+
+
+def _sft(cfg):
+    from align import sft
+
+    return sft.run(cfg)
+
+
+stage_command("sft", C.SFTConfig, _sft, "Supervised fine-tuning on demonstrations (chat, Alpaca, ShareGPT, "
+                                        "prompt/completion or text).")
+
+
+@app.command()
+def merge(run_dir: Path = typer.Argument(..., help="A finished run."),
+          output: Path = typer.Option(..., "--output", "-o", help="Directory for the merged checkpoint."),
+          overwrite: bool = typer.Option(False, help="Replace an existing output directory."),
+          dtype: str = typer.Option("auto", help="auto, bf16, fp16, fp32.")) -> None:
+    """Merge a run's adapters into its base: a standalone checkpoint for `from_pretrained`."""
+    from align import infer
+
+    try:
+        infer.merge(str(run_dir), str(output), overwrite=overwrite, dtype=dtype)
+    except AlignError as e:
+        fail(e)
+
+
+@app.command()
+def generate(run_dir: str = typer.Argument(..., help="A finished run (any stage), or a model spec."),
+             prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help="A user message (repeatable)."),
+             prompts: Optional[Path] = typer.Option(None, help="A prompts file (jsonl/json/csv/parquet)."),
+             max_new_tokens: int = typer.Option(128), temperature: float = typer.Option(0.0, help="0 = greedy."),
+             top_p: float = typer.Option(1.0), batch_size: int = typer.Option(8),
+             output: Optional[Path] = typer.Option(None, help="Write {prompt, response} JSONL here."),
+             trust_remote_code: bool = typer.Option(False)) -> None:
+    """Sample responses from a run's model (or a base model) with its chat template."""
+    from align import infer
+
+    try:
+        infer.generate_cli(run_dir, prompt or [], prompts, max_new_tokens, temperature, top_p, batch_size,
+                            output, trust_remote_code)
+    except AlignError as e:
+        fail(e)
+
+
+@data_app.command("inspect")
+def data_inspect(file: list[str] = typer.Argument(..., help="Data file(s)."),
+                 model: str = typer.Option(..., "--model", "-m", help="Model spec or run directory (its tokenizer)."),
+                 n: int = typer.Option(3, "-n", help="Examples to show."),
+                 max_length: int = typer.Option(1024), completion_only_loss: bool = typer.Option(True),
+                 trust_remote_code: bool = typer.Option(False)) -> None:
+    """Render examples exactly as SFT sees them: loss tokens marked, end-of-turn visible, lengths."""
+    from align import preview
+
+    try:
+        preview.inspect_sft(file, model, n, max_length, completion_only_loss, trust_remote_code)
+    except AlignError as e:
+        fail(e)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

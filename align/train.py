@@ -1,0 +1,159 @@
+"""What the Trainer-based stages (SFT, RM, DPO) share: arguments, logging, resume, saving, the summary."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
+
+from align.chat import end_of_turn_id, template_hash, tokenizer_hash
+from align.runs import Run
+
+
+def is_main_process() -> bool:
+    return not torch.distributed.is_available() or not torch.distributed.is_initialized() or \
+        torch.distributed.get_rank() == 0
+
+
+def trainer_args(cfg, run: Run, args_cls, **extra: Any):
+    """A TRL config from our stage config: CPU/GPU, precision, checkpoints and logging set for the user."""
+    cuda = torch.cuda.is_available()
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32")
+    report_to = []
+    if importlib.util.find_spec("tensorboard"):
+        report_to = ["tensorboard"]
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.path / "tensorboard"))
+    eval_steps = cfg.eval_steps or None
+    return args_cls(
+        output_dir=str(run.checkpoints),
+        use_cpu=not cuda,
+        bf16=dtype == "bf16",
+        fp16=dtype == "fp16",
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        lr_scheduler_type=cfg.lr_scheduler,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if eval_steps and cfg.eval_data else "no",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        report_to=report_to,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=False,
+        **extra,
+    )
+
+
+class LogFile(TrainerCallback):
+    """logs.jsonl in the run directory, one line per logging/eval step (main process only)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": state.global_step, "epoch": round(state.epoch or 0, 4),
+                                    "time": round(time.time(), 3), **logs}) + "\n")
+
+
+class Progress(ProgressCallback):
+    """The Trainer's progress bar, with one compact line per logging step instead of a dict dump."""
+
+    KEYS = ("loss", "eval_loss", "eval_accuracy", "accuracy", "rewards/accuracies", "eval_rewards/accuracies",
+            "rewards/margins", "grad_norm", "learning_rate")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or self.training_bar is None or not logs:
+            return
+        parts = [f"step {state.global_step}/{state.max_steps}"]
+        for key in self.KEYS:
+            if key in logs:
+                v = logs[key]
+                parts.append(f"{key} {v:.3g}" if isinstance(v, float) else f"{key} {v}")
+        self.training_bar.write("  ".join(parts))
+
+
+def use_our_callbacks(trainer, run: Run) -> None:
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(Progress())
+    trainer.add_callback(LogFile(run.path / "logs.jsonl"))
+
+
+def fit(trainer, run: Run, resume: bool) -> dict[str, Any]:
+    """Train (resuming exactly from the last complete checkpoint when asked); return train metrics."""
+    ckpt = run.latest_checkpoint() if resume else None
+    if resume and ckpt is None:
+        print("[align] no complete checkpoint yet: starting this run from the beginning", flush=True)
+    if ckpt:
+        print(f"[align] resuming from {ckpt}", flush=True)
+    out = trainer.train(resume_from_checkpoint=ckpt)
+    return dict(out.metrics)
+
+
+def save_model(model, tokenizer, run: Run, full: bool) -> None:
+    """adapter/ (LoRA, with any trained head) or model/ (full weights), and tokenizer/; safetensors only."""
+    if not is_main_process():
+        return
+    model.save_pretrained(run.path / ("model" if full else "adapter"), safe_serialization=True)
+    tokenizer.save_pretrained(run.path / "tokenizer")
+
+
+def model_fields(cfg, tokenizer, lineage: dict[str, Any], kind: str) -> dict[str, Any]:
+    """Manifest fields that tell later stages how to load and talk to this run's model."""
+    return {"lineage": lineage, "model_kind": kind, "full": cfg.full, "load_in_4bit": cfg.load_in_4bit,
+            "adapter": None if cfg.full else "adapter", "tokenizer": "tokenizer",
+            "tokenizer_hash": tokenizer_hash(tokenizer), "template_hash": template_hash(tokenizer),
+            "end_of_turn_id": end_of_turn_id(tokenizer)}
+
+
+def log_history(trainer, key: str) -> list[float]:
+    return [h[key] for h in trainer.state.log_history if key in h]
+
+
+def summarise(run: Run, metrics: dict[str, Any]) -> str:
+    parts = [f"{run.stage} done"]
+    if "loss_start" in metrics:
+        parts.append(f"loss {metrics['loss_start']:.3f} -> {metrics['loss_end']:.3f}")
+    for key in ("eval_accuracy", "eval_mean_margin", "eval_implicit_accuracy"):
+        if key in metrics and metrics[key] is not None and not (isinstance(metrics[key], float) and math.isnan(metrics[key])):
+            parts.append(f"{key} {metrics[key]:.3f}")
+    if metrics.get("tokens_per_s"):
+        parts.append(f"{metrics['tokens_per_s']:.0f} tokens/s")
+    if "train_runtime" in metrics:
+        parts.append(f"{metrics['train_runtime']:.0f}s")
+    parts.append(f"-> {run.path}")
+    return " | ".join(parts)
+
+
+def standard_metrics(trainer, train_out: dict[str, Any]) -> dict[str, Any]:
+    losses = log_history(trainer, "loss")
+    runtime = train_out.get("train_runtime") or 0.0
+    tokens = trainer.state.num_input_tokens_seen or 0
+    metrics = {"steps": trainer.state.global_step, "train_runtime": runtime, "tokens": tokens,
+               "tokens_per_s": tokens / runtime if runtime else None}
+    if losses:
+        metrics.update(loss_start=losses[0], loss_end=losses[-1])
+    return metrics
