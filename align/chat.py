@@ -107,8 +107,8 @@ def encode_text(tokenizer, text: str, spans: list[tuple[int, int]] | None, max_l
 def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
     """Render a conversation; return the text and the character span of each assistant turn.
 
-    A turn's span runs from the end of the generation prompt that precedes it to the end of the turn,
-    so it holds exactly what the model must produce, end-of-turn token included.
+    A turn's span runs from the end of the generation prompt that precedes it to its end-of-turn token,
+    so it holds exactly what the model must produce, and stop on.
     """
     text = render(tokenizer, messages)
     spans = []
@@ -120,7 +120,8 @@ def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[in
         if not text.startswith(upto) or not upto.startswith(before):
             raise ModelError("the chat template does not render conversations prefix-consistently; "
                              "cannot locate assistant turns (use --no-completion-only-loss)")
-        spans.append((len(before), len(upto)))
+        end = len(upto.rstrip())  # the newline a template puts after end-of-turn is not the model's to predict
+        spans.append((len(before), end))
     return text, spans
 
 

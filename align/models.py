@@ -169,6 +169,9 @@ def tokenizer_for(cfg):
 
 def prepare(cfg, kind: str, lineage: dict[str, Any], tokenizer):
     """Base (+ lineage merged) + a fresh trainable adapter (or all weights with --full), per the stage config."""
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # the fresh adapter's initialisation is part of what a seed must reproduce
     if cfg.load_in_4bit and lineage["adapters"]:
         raise ModelError("--load-in-4bit with --from a LoRA run is not supported yet: the previous stage's adapter "
                          "cannot be merged into 4-bit weights. Run `align merge` on it and pass --model MERGED_DIR.")

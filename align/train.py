@@ -102,6 +102,13 @@ def use_our_callbacks(trainer, run: Run) -> None:
     trainer.add_callback(LogFile(run.path / "logs.jsonl"))
 
 
+def drop_logs_after(path: Path, step: int) -> None:
+    """On resume, forget log lines of the steps that will be redone, so logs.jsonl reads as one run."""
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
 def fit(trainer, run: Run, resume: bool) -> dict[str, Any]:
     """Train (resuming exactly from the last complete checkpoint when asked); return train metrics."""
     ckpt = run.latest_checkpoint() if resume else None
@@ -109,6 +116,7 @@ def fit(trainer, run: Run, resume: bool) -> dict[str, Any]:
         print("[align] no complete checkpoint yet: starting this run from the beginning", flush=True)
     if ckpt:
         print(f"[align] resuming from {ckpt}", flush=True)
+        drop_logs_after(run.path / "logs.jsonl", int(Path(ckpt).name.split("-")[-1]))
     out = trainer.train(resume_from_checkpoint=ckpt)
     return dict(out.metrics)
 

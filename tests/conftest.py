@@ -48,7 +48,7 @@ def build_model(out: Path, tokenizer, seed: int = 0):
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
+                      tie_word_embeddings=True, initializer_range=0.2,
                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     model = LlamaForCausalLM(cfg)
     model.save_pretrained(out, safe_serialization=True)
@@ -58,7 +58,12 @@ def build_model(out: Path, tokenizer, seed: int = 0):
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
-    """Path of a tiny chat model (ChatML template, pad == EOS like SmolLM2)."""
+    """Path of a tiny chat model (ChatML template, pad == EOS like SmolLM2).
+
+    initializer_range 0.2: with frozen embeddings and the default 0.02, logits stay near uniform and
+    LoRA alone cannot make confident predictions, so nothing could be seen to learn. No pad_token_id in the
+    config: it would zero the (tied) embedding row of EOS, which doubles as pad, and EOS could not be learned.
+    """
     out = tmp_path_factory.mktemp("tiny")
     build_model(out, build_tokenizer(out))
     return str(out)

@@ -1,0 +1,202 @@
+"""SFT on the tiny model: it learns, it stops, it saves and reloads exactly, it hands off, it resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from align import chat, config, models, runs, sft, train
+from align.cli import app
+
+QA = [("what is the color of the sky", "blue"), ("what is the color of grass", "green"),
+      ("what is the color of the sea", "blue"), ("is the cat big", "no the cat is small"),
+      ("tell me about the dog", "the dog sat on the mat"), ("what is one and one", "two")]
+
+
+def qa_rows(repeat: int = 8) -> list[dict]:
+    return [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+            for q, a in QA] * repeat
+
+
+def sft_cfg(model: str, data: str, out: Path, **kw) -> config.SFTConfig:
+    base = dict(model=model, data=[data], output=str(out), max_steps=40, batch_size=8, learning_rate=5e-3,
+                logging_steps=5, lora_r=8, lora_alpha=16, warmup_ratio=0.0)
+    base.update(kw)
+    return config.build(config.SFTConfig, flags=base)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model, tmp_path_factory):
+    """One SFT run shared by the tests that only read its output."""
+    tmp = tmp_path_factory.mktemp("sft")
+    data = tmp / "qa.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in qa_rows()))
+    manifest = sft.run(sft_cfg(tiny_model, str(data), tmp / "run", max_steps=60))
+    return tmp / "run", manifest, str(data)
+
+
+def test_loss_falls_and_manifest_records_the_run(trained, tiny_model):
+    run_dir, manifest, data = trained
+    m = manifest["metrics"]
+    assert m["loss_end"] < 0.5 * m["loss_start"], m
+    saved = runs.read_manifest(run_dir, require_complete=True)
+    assert saved == json.loads(json.dumps(manifest, default=str))  # what was written is what was returned
+    assert saved["stage"] == "sft" and saved["lineage"] == {"base": tiny_model, "adapters": [], "tokenizer": None,
+                                                            "from": None}
+    assert saved["config"]["learning_rate"] == 5e-3 and saved["config"]["data"] == [data]
+    assert saved["data"]["train"][0]["rows"] == len(qa_rows()) and len(saved["data"]["train"][0]["sha256"]) == 64
+    assert saved["versions"]["trl"].startswith("1.16") and saved["created"] and saved["finished"]
+    assert (run_dir / "adapter" / "adapter_model.safetensors").exists()
+    assert not (run_dir / "checkpoints").exists()  # removed once the run is complete
+    assert len((run_dir / "logs.jsonl").read_text().splitlines()) >= 5
+
+
+def test_model_answers_and_stops_at_end_of_turn(trained):
+    model, tok, _ = models.load_run(str(trained[0]))
+    eot = chat.end_of_turn_id(tok)
+    prompt = chat.prompt_text(tok, [{"role": "user", "content": QA[0][0]}])
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    out = model.generate(**ids, max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)
+    new = out[0, ids["input_ids"].shape[1]:].tolist()
+    assert eot in new, tok.decode(new)  # it learned to stop ...
+    assert tok.decode(new[: new.index(eot)]).strip() == "blue"  # ... right after the answer
+
+
+def test_adapter_reloads_with_identical_logits(trained, tiny_model):
+    run_dir = trained[0]
+    reloaded, tok, _ = models.load_run(str(run_dir), merge=False)
+    merged, _, _ = models.load_run(str(run_dir), merge=True)
+    base = models.load_base(tiny_model)
+    ids = tok("the cat sat on the mat", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        a, b, c = reloaded(ids).logits, merged(ids).logits, base(ids).logits
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(a, c, atol=1e-3)  # the adapter really changes the model
+
+
+def test_in_process_model_equals_reloaded(tiny_model, tmp_path, jsonl):
+    """The weights written are exactly the weights trained (compare the live model with the reload)."""
+    data = jsonl("qa.jsonl", qa_rows(2))
+    cfg = sft_cfg(tiny_model, data, tmp_path / "run", max_steps=4)
+    captured = {}
+    original = train.save_model
+
+    def spy(model, tokenizer, run, full):
+        captured["model"] = model
+        original(model, tokenizer, run, full)
+
+    train.save_model, saved = spy, original
+    try:
+        sft.run(cfg)
+    finally:
+        train.save_model = saved
+    live = captured["model"].eval()
+    reloaded, tok, _ = models.load_run(str(tmp_path / "run"), merge=False)
+    ids = tok("hello world", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(live(ids).logits, reloaded(ids).logits, rtol=0, atol=0)
+
+
+def test_from_resolves_lineage_and_starts_from_the_sft_model(trained, tmp_path, jsonl, tiny_model):
+    run_dir = trained[0]
+    data = jsonl("more.jsonl", qa_rows(1))
+    cfg = sft_cfg(None, data, tmp_path / "second", from_run=str(run_dir), max_steps=2, learning_rate=1e-9)
+    manifest = sft.run(cfg)
+    assert manifest["lineage"]["base"] == tiny_model
+    assert manifest["lineage"]["adapters"] == [str(run_dir.resolve() / "adapter")]
+    # a near-zero learning rate keeps the second model equal to the first: the SFT adapter was merged in
+    first, tok, _ = models.load_run(str(run_dir))
+    second, _, _ = models.load_run(str(tmp_path / "second"))
+    ids = tok("what is the color of the sky", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(first(ids).logits, second(ids).logits, rtol=1e-3, atol=1e-3)
+
+
+def test_resume_continues_exactly(tiny_model, tmp_path, jsonl, monkeypatch):
+    data = jsonl("qa.jsonl", qa_rows(4))
+    common = dict(max_steps=8, save_steps=4, batch_size=4, packing=False)
+    sft.run(sft_cfg(tiny_model, data, tmp_path / "straight", **common))
+
+    class Crash(Exception):
+        pass
+
+    from transformers import TrainerCallback
+
+    class CrashAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 6:
+                raise Crash()
+
+    real = train.use_our_callbacks
+    monkeypatch.setattr(train, "use_our_callbacks", lambda tr, run: (real(tr, run), tr.add_callback(CrashAt())))
+    with pytest.raises(Crash):
+        sft.run(sft_cfg(tiny_model, data, tmp_path / "resumed", **common))
+    interrupted = runs.read_manifest(tmp_path / "resumed")
+    assert interrupted["status"] == "interrupted"
+    assert (tmp_path / "resumed" / "checkpoints" / "checkpoint-4").exists()
+    with pytest.raises(runs.RunError, match="not complete"):
+        runs.read_manifest(tmp_path / "resumed", require_complete=True)
+
+    monkeypatch.setattr(train, "use_our_callbacks", real)
+    sft.run(sft_cfg(tiny_model, data, tmp_path / "resumed", resume=True, **common))
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "straight" / "adapter" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "resumed" / "logs.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))  # the redone steps are logged once
+
+
+def test_existing_run_is_not_overwritten(trained, tmp_path, jsonl, tiny_model):
+    run_dir, _, data = trained
+    before = (run_dir / "align.json").read_text()
+    result = CliRunner().invoke(app, ["sft", "--model", tiny_model, "--data", data, "--output", str(run_dir)])
+    assert result.exit_code == 2
+    assert "already exists; pass --overwrite" in result.output
+    assert (run_dir / "align.json").read_text() == before
+
+
+def test_packed_rows_do_not_attend_across_examples(tiny_model):
+    """Padding-free packing is only correct if examples in one row cannot see each other."""
+    model = models.load_base(tiny_model).eval()
+    tok = models.load_tokenizer(tiny_model)
+    a = tok("the cat sat on the mat", return_tensors="pt")["input_ids"]
+    b = tok("what is the color of the sky", return_tensors="pt")["input_ids"]
+    packed = torch.cat([a, b], dim=1)
+    pos = torch.cat([torch.arange(a.shape[1]), torch.arange(b.shape[1])])[None]
+    with torch.no_grad():
+        together = model(packed, position_ids=pos, use_cache=False).logits  # as in training (TRL turns the cache off)
+        alone = model(b).logits
+    torch.testing.assert_close(together[:, a.shape[1]:], alone, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("flag", ["full", "load_in_4bit"])
+def test_full_and_4bit_variants_train(flag, tiny_model, tmp_path, jsonl):
+    pytest.importorskip("bitsandbytes") if flag == "load_in_4bit" else None
+    data = jsonl("qa.jsonl", qa_rows(2))
+    manifest = sft.run(sft_cfg(tiny_model, data, tmp_path / flag, max_steps=12, **{flag: True},
+                               learning_rate=1e-3 if flag == "full" else 5e-3))
+    assert manifest["metrics"]["loss_end"] < manifest["metrics"]["loss_start"]
+    assert (tmp_path / flag / ("model" if flag == "full" else "adapter")).exists()
+    model, _, _ = models.load_run(str(tmp_path / flag))  # reloads for inference
+    assert model is not None
+
+
+def test_model_without_chat_template_gets_the_default(tiny_base_model, tmp_path, jsonl):
+    tok = models.load_tokenizer(tiny_base_model)
+    assert tok.chat_template == chat.DEFAULT_CHAT_TEMPLATE
+    assert chat.end_of_turn_id(tok) == tok.eos_token_id
+    enc = chat.encode_chat(tok, qa_rows(1)[0]["messages"], 100)
+    loss_ids = [t for t, m in zip(enc.input_ids, enc.loss_mask) if m]
+    assert loss_ids[-1] == tok.eos_token_id and tok.decode(loss_ids).startswith("blue")
+    manifest = sft.run(sft_cfg(tiny_base_model, jsonl("qa.jsonl", qa_rows(1)), tmp_path / "run", max_steps=2))
+    saved = models.load_tokenizer(str(tmp_path / "run" / "tokenizer"))
+    assert saved.chat_template == chat.DEFAULT_CHAT_TEMPLATE  # later stages see the same template
+    assert manifest["template_hash"] == chat.template_hash(saved)
