@@ -201,6 +201,9 @@ def _load(paths: list[str] | str, formats: dict[str, tuple[str, ...]], convert) 
         fmt, count = None, 0
         for where, rec in _records(path):
             fmt = fmt or _detect(path, rec, formats)
+            missing = [k for k in formats[fmt] if k not in rec]
+            if missing:
+                raise DataError(path, f"missing field (this file is in {fmt} format)", where[1], missing[0])
             for value in convert(fmt, rec, where, out):
                 out.rows.append(Row(path, where[1], value))
                 count += 1

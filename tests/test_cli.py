@@ -1,0 +1,86 @@
+"""Recipes and flags, and the commands around a run: merge, generate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from align import config
+from align.cli import app
+from align.errors import ConfigError
+
+from test_sft import qa_rows
+
+runner = CliRunner()
+
+
+def test_recipe_then_flags_override(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: m\nlearning_rate: 1e-4\nlora_r: 4\ndata: a.jsonl\nfrom: null\n")
+    cfg = config.build(config.SFTConfig, config.read_recipe(recipe), {"lora_r": 8, "output": "o"})
+    assert (cfg.model, cfg.learning_rate, cfg.lora_r, cfg.data, cfg.output) == ("m", 1e-4, 8, ["a.jsonl"], "o")
+    assert cfg.lora_alpha == 32  # untouched default
+
+
+@pytest.mark.parametrize("text, message", [
+    ("lerning_rate: 0.1\n", "r.yaml: unknown key 'lerning_rate' for this stage (did you mean 'learning_rate'?)"),
+    ("lora_r: four\n", "r.yaml: key 'lora_r': expected int, got 'four'"),
+    ("packing: 1\n", "r.yaml: key 'packing': expected bool, got 1"),
+    ("- a\n- b\n", "r.yaml: a recipe is a mapping of keys to values"),
+])
+def test_recipe_errors_name_the_file_and_key(tmp_path, text, message):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        config.build(config.SFTConfig, config.read_recipe(recipe), source=str(recipe))
+    assert str(e.value).endswith(message), str(e.value)
+    result = runner.invoke(app, ["sft", "--config", str(recipe)])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_sft_from_recipe_with_flag_override_merge_and_generate(tiny_model, tmp_path, jsonl):
+    data = jsonl("qa.jsonl", qa_rows())
+    recipe = tmp_path / "sft.yaml"
+    recipe.write_text(f"model: {tiny_model}\ndata: [{data}]\nmax_steps: 2\nlearning_rate: 5e-3\nlora_r: 4\n")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["sft", "-c", str(recipe), "--max-steps", "50", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "align.json").read_text())
+    assert manifest["config"]["max_steps"] == 50 and manifest["config"]["lora_r"] == 4
+    assert manifest["metrics"]["steps"] == 50
+
+    merged = tmp_path / "merged"
+    result = runner.invoke(app, ["merge", str(out), "--output", str(merged)])
+    assert result.exit_code == 0, result.output
+    from transformers import AutoModelForCausalLM
+
+    from align import models
+
+    plain = AutoModelForCausalLM.from_pretrained(merged)  # stock transformers, no peft
+    ours, tok, _ = models.load_run(str(out))
+    ids = tok("what is the color of the sky", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(plain(ids).logits, ours(ids).logits, rtol=1e-5, atol=1e-5)
+    assert not (merged / "adapter_config.json").exists() and (merged / "model.safetensors").exists()
+    assert runner.invoke(app, ["merge", str(out), "--output", str(merged)]).exit_code == 2  # no silent overwrite
+
+    answers = tmp_path / "answers.jsonl"
+    result = runner.invoke(app, ["generate", str(out), "-p", "what is the color of the sky", "-p",
+                                 "what is the color of grass", "--max-new-tokens", "6", "--output", str(answers)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in answers.read_text().splitlines()]
+    assert [x["response"] for x in lines] == ["blue", "green"]  # batched, left-padded, stopped at end-of-turn
+
+
+def test_missing_model_is_a_clear_error(tmp_path, jsonl):
+    data = jsonl("qa.jsonl", qa_rows(1))
+    result = runner.invoke(app, ["sft", "--model", "no-such-org/no-such-model", "--data", data,
+                                 "--output", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "cannot load 'no-such-org/no-such-model'" in result.output and "smollm2-135m" in result.output
+    assert not (tmp_path / "o").exists()
+    result = runner.invoke(app, ["sft", "--data", data, "--output", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "no model: pass --model" in result.output
