@@ -77,6 +77,16 @@ stage_command("sft", C.SFTConfig, _sft, "Supervised fine-tuning on demonstration
                                         "prompt/completion or text).")
 
 
+def _ppo(cfg):
+    from align import ppo
+
+    return ppo.run(cfg)
+
+
+stage_command("ppo", C.PPOConfig, _ppo, "RLHF with PPO against a reward model or function, KL-penalised to the "
+                                        "SFT model; one base model carries policy, reference, value and reward.")
+
+
 @app.command()
 def merge(run_dir: Path = typer.Argument(..., help="A finished run."),
           output: Path = typer.Option(..., "--output", "-o", help="Directory for the merged checkpoint."),
@@ -124,7 +134,22 @@ def data_inspect(file: list[str] = typer.Argument(..., help="Data file(s)."),
         fail(e)
 
 
+def quiet_libraries() -> None:
+    """Library deprecation chatter hides our own progress lines; real errors still surface."""
+    import logging
+    import os
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*gemm_4bit.*")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
 def main() -> None:
+    quiet_libraries()
     try:
         app()
     except KeyboardInterrupt:
