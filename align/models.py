@@ -158,6 +158,31 @@ def merge_adapters(model, adapter_dirs: list[str]):
     return model
 
 
+def merged_checkpoint(lineage: dict[str, Any], cfg) -> str:
+    """Base + lineage adapters merged, saved once in the cache (keyed by base and adapter contents)."""
+    import hashlib
+    import json
+
+    from align.data import fingerprint
+
+    key = hashlib.sha256(json.dumps([lineage["base"]] + [fingerprint(a) for a in lineage["adapters"]]).encode())
+    target = cache_root(cfg.cache_dir) / "merged" / key.hexdigest()[:16]
+    if (target / "config.json").exists():
+        return str(target)
+    _log(f"merging {len(lineage['adapters'])} adapter(s) into the base once, for 4-bit loading: {target}")
+    model = load_base(resolve(lineage["base"], cfg.cache_dir), "causal", dtype=cfg.dtype,
+                      trust_remote_code=cfg.trust_remote_code)
+    model = merge_adapters(model, lineage["adapters"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
 def tokenizer_for(cfg):
     """Where the stage's model starts and its tokenizer, before any weights load: (lineage, tokenizer)."""
     from align.runs import lineage_of
@@ -173,11 +198,12 @@ def prepare(cfg, kind: str, lineage: dict[str, Any], tokenizer):
 
     set_seed(cfg.seed)  # the fresh adapter's initialisation is part of what a seed must reproduce
     if cfg.load_in_4bit and lineage["adapters"]:
-        raise ModelError("--load-in-4bit with --from a LoRA run is not supported yet: the previous stage's adapter "
-                         "cannot be merged into 4-bit weights. Run `align merge` on it and pass --model MERGED_DIR.")
-    model = load_base(resolve(lineage["base"], cfg.cache_dir), kind, dtype=cfg.dtype,
-                      load_in_4bit=cfg.load_in_4bit, trust_remote_code=cfg.trust_remote_code)
-    model = merge_adapters(model, lineage["adapters"])
+        base = merged_checkpoint(lineage, cfg)  # 4-bit weights cannot take a merge: quantise the merged model
+        model = load_base(base, kind, dtype=cfg.dtype, load_in_4bit=True, trust_remote_code=cfg.trust_remote_code)
+    else:
+        model = load_base(resolve(lineage["base"], cfg.cache_dir), kind, dtype=cfg.dtype,
+                          load_in_4bit=cfg.load_in_4bit, trust_remote_code=cfg.trust_remote_code)
+        model = merge_adapters(model, lineage["adapters"])
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if cfg.full:

@@ -200,3 +200,18 @@ def test_model_without_chat_template_gets_the_default(tiny_base_model, tmp_path,
     saved = models.load_tokenizer(str(tmp_path / "run" / "tokenizer"))
     assert saved.chat_template == chat.DEFAULT_CHAT_TEMPLATE  # later stages see the same template
     assert manifest["template_hash"] == chat.template_hash(saved)
+
+
+def test_4bit_from_a_lora_run_quantises_the_merged_model(trained, tmp_path, jsonl):
+    pytest.importorskip("bitsandbytes")
+    run_dir = trained[0]
+    data = jsonl("qa.jsonl", qa_rows(1))
+    manifest = sft.run(sft_cfg(None, data, tmp_path / "q", from_run=str(run_dir), load_in_4bit=True, max_steps=2))
+    merged = list((models.cache_root() / "merged").iterdir())
+    assert len(merged) == 1 and (merged[0] / "config.json").exists()  # written once, keyed by the lineage
+    assert manifest["lineage"]["adapters"] == [str(run_dir.resolve() / "adapter")]
+    # the quantised merged model answers like the SFT model it came from
+    from align import infer
+
+    model, tok, _ = models.load_run(str(tmp_path / "q"))
+    assert infer.generate(model, tok, [[{"role": "user", "content": QA[0][0]}]], max_new_tokens=6) == ["blue"]
