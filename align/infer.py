@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -75,14 +72,7 @@ def merge(run_dir: str, output: str, overwrite: bool = False, dtype: str = "auto
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise RunError(f"{output}: already exists; pass --overwrite to replace it")
     model, tok, manifest = models.load_run(run_dir, dtype=dtype)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with runs.atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     print(f"merged {manifest['stage']} run {run_dir} -> {output}")

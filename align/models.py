@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from align.errors import ModelError
+from align.runs import atomic_dir
 
 EMBEDDED = {
     "smollm2-135m": {
@@ -63,9 +62,7 @@ def materialize_embedded(alias: str, cache_dir: str | None = None) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _log(f"converting {info['description']} to a safetensors checkpoint in {target} (once)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=info["gguf"])
         gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=info["gguf"], dtype=torch.float32)
         config = gguf_model.config
@@ -76,11 +73,6 @@ def materialize_embedded(alias: str, cache_dir: str | None = None) -> Path:
         model.load_state_dict({k: v.to(torch.bfloat16) for k, v in gguf_model.state_dict().items()}, strict=True)
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -173,13 +165,8 @@ def merged_checkpoint(lineage: dict[str, Any], cfg) -> str:
     model = load_base(resolve(lineage["base"], cfg.cache_dir), "causal", dtype=cfg.dtype,
                       trust_remote_code=cfg.trust_remote_code)
     model = merge_adapters(model, lineage["adapters"])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return str(target)
 
 
