@@ -80,7 +80,56 @@ class SFTConfig(TrainConfig):
     truncate: bool = opt(False, "Cut over-long examples to max_length instead of refusing them.")
 
 
-STAGES: dict[str, type] = {"sft": SFTConfig}
+@dataclass
+class PPOConfig(ModelConfig):
+    """RLHF with PPO against a reward model (or a Python reward function), KL-penalised to the SFT model.
+
+    Defaults follow InstructGPT/Ziegler et al. scaled to LoRA: a LoRA learning rate ~10x a full-FT one,
+    per-token k1 KL penalty, GAE with gamma 1 (episodic, reward at the end), 4 PPO epochs per batch.
+    """
+
+    prompts: list[str] = opt([], "Prompt file(s) for rollouts: {prompt} (text or messages), {messages} or {text}.")
+    eval_prompts: list[str] = opt([], "Held-out prompts: reward before vs after training is measured on them.")
+    reward: str | None = opt(None, "Reward: an `align rm` run directory, or a Python function 'module:function' "
+                                   "(prompts, responses -> floats), imported only because you named it.")
+    steps: int = opt(100, "PPO iterations (each: one batch of rollouts, then ppo_epochs of updates).")
+    rollout_batch_size: int = opt(16, "Prompts per iteration (one response each).")
+    mini_batch_size: int = opt(8, "Responses per optimiser step.")
+    micro_batch_size: int = opt(8, "Responses per forward/backward (gradient accumulation inside a minibatch).")
+    ppo_epochs: int = opt(4, "Passes over each rollout batch.")
+    max_prompt_length: int = opt(256, "Longer prompts keep their last tokens (left truncation).")
+    max_new_tokens: int = opt(64, "Response length limit.")
+    temperature: float = opt(1.0, "Sampling temperature for rollouts (1.0: the policy's own distribution).")
+    top_p: float = opt(1.0, "Nucleus sampling for rollouts (1.0: off).")
+    top_k: int = opt(0, "Top-k sampling for rollouts (0: off).")
+    missing_eos_penalty: float = opt(1.0, "Subtracted from the score of a response that never emits end-of-turn.")
+    learning_rate: float = opt(1e-4, "Policy (LoRA) learning rate.")
+    value_learning_rate: float = opt(1e-4, "Value model (LoRA + head) learning rate.")
+    lr_scheduler: str = opt("constant", "Learning-rate schedule over all updates.")
+    kl_coef: float = opt(0.05, "Initial KL penalty coefficient (beta).")
+    kl_estimator: str = opt("k1", "Per-token KL estimator for the penalty: k1 (log ratio), k3 (non-negative), k2.")
+    adaptive_kl: bool = opt(False, "Adapt kl_coef towards target_kl (Ziegler et al. 2019).")
+    target_kl: float = opt(6.0, "Target sequence KL (nats) for the adaptive controller.")
+    kl_horizon: int = opt(10000, "Adaptive controller horizon (episodes).")
+    normalize_reward: bool = opt(True, "Standardise scores with the reward model's recorded training mean/std.")
+    whiten_rewards: bool = opt(False, "Also whiten scores within each rollout batch.")
+    reward_clip: float = opt(0.0, "Clip (normalised) scores to [-c, c] (0: off).")
+    gamma: float = opt(1.0, "Discount.")
+    lam: float = opt(0.95, "GAE lambda.")
+    whiten_advantages: bool = opt(True, "Whiten advantages per batch.")
+    clip_range: float = opt(0.2, "Policy ratio clip.")
+    clip_range_value: float = opt(0.2, "Value clip around the rollout-time values.")
+    vf_coef: float = opt(0.1, "Value loss weight.")
+    entropy_coef: float = opt(0.0, "Entropy bonus weight (0: off).")
+    max_grad_norm: float = opt(1.0, "Gradient clipping norm.")
+    target_approx_kl: float = opt(0.0, "Stop an iteration's PPO epochs early when approx KL exceeds this (0: off).")
+    gradient_checkpointing: bool = opt(False, "Recompute activations in the update: less memory, slower.")
+    logging_steps: int = opt(1, "Log every N iterations.")
+    sample_steps: int = opt(10, "Print and save a few sample completions every N iterations.")
+    save_steps: int = opt(20, "Checkpoint every N iterations (for --resume).")
+
+
+STAGES: dict[str, type] = {"sft": SFTConfig, "ppo": PPOConfig}
 
 
 # --- recipe loading --------------------------------------------------------------------------------

@@ -184,7 +184,7 @@ class Run:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None or self.manifest.get("status") == COMPLETE:
             return
-        if self.fresh and self.latest_checkpoint() is None:
+        if self.fresh and not (self.checkpoints.exists() and any(self.checkpoints.iterdir())):
             shutil.rmtree(self.path, ignore_errors=True)  # nothing worth keeping: leave no half-written run
             return
         if (self.path / MANIFEST).exists():

@@ -1,0 +1,112 @@
+"""PPO end to end on the tiny model: the reference is the SFT model, reward rises, KL restrains it, resume is exact."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from align import config, models, ppo, ppo_math, sft
+
+from test_sft import qa_rows
+
+PROMPTS = [{"prompt": f"tell me about {w}"} for w in
+           "the cat dog sky sea grass apple banana model policy reward one two three four five".split()]
+
+
+def ppo_cfg(out, prompts, **kw) -> config.PPOConfig:
+    base = dict(prompts=[prompts], output=str(out), reward="rewards:share_of_a", steps=40, rollout_batch_size=8,
+                mini_batch_size=4, micro_batch_size=4, ppo_epochs=4, max_new_tokens=12, learning_rate=3e-3,
+                value_learning_rate=3e-3, kl_coef=0.01, lora_r=8, lora_alpha=16, save_steps=0, sample_steps=0,
+                whiten_rewards=True, missing_eos_penalty=0.0)
+    base.update(kw)
+    return config.build(config.PPOConfig, flags=base)
+
+
+@pytest.fixture(scope="module")
+def sft_run(tiny_model, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ppo_sft")
+    (tmp / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa_rows()))
+    sft.run(config.build(config.SFTConfig, flags=dict(model=tiny_model, data=[str(tmp / "qa.jsonl")],
+                                                      output=str(tmp / "sft"), max_steps=20, learning_rate=5e-3,
+                                                      lora_r=8, lora_alpha=16)))
+    return str(tmp / "sft")
+
+
+@pytest.fixture(scope="module")
+def prompts_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in PROMPTS))
+    return str(p)
+
+
+def test_reference_is_the_sft_model_before_any_update(sft_run, prompts_file, tmp_path):
+    cfg = ppo_cfg(tmp_path / "x", prompts_file, from_run=sft_run)
+    lineage, tok = models.tokenizer_for(cfg)
+    ac, scorer, _, _ = ppo.build(cfg, lineage, tok)
+    prompts = [[{"role": "user", "content": p["prompt"]}] for p in PROMPTS[:6]]
+    ro = ppo.rollout(ac, tok, prompts, cfg)
+    labels = ro.batch["input_ids"][:, ro.batch["start"]:]
+    with torch.no_grad():
+        policy = ppo_math.logprobs_from_logits(ac.response_logits(ro.batch, ppo.POLICY, 1.0), labels)
+        ref = ppo_math.logprobs_from_logits(ac.response_logits(ro.batch, None, 1.0), labels)
+    kl = ppo_math.kl_penalty(policy, ref, "k1") * ro.mask
+    assert float(kl.abs().max()) < 1e-5
+    # and the reference is the SFT model, not the bare base: the SFT run's merged model gives the same log-probs
+    sft_model, _, _ = models.load_run(sft_run)
+    with torch.no_grad():
+        logits = sft_model(input_ids=ro.batch["input_ids"], attention_mask=ro.batch["attention_mask"],
+                           position_ids=ro.batch["position_ids"]).logits[:, ro.batch["start"] - 1: -1]
+    direct = ppo_math.logprobs_from_logits(logits.float(), labels)
+    torch.testing.assert_close(direct * ro.mask, ref * ro.mask, rtol=1e-4, atol=1e-4)
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+def rewards_of(run_dir) -> list[float]:
+    return [json.loads(x)["reward/raw"] for x in (run_dir / "logs.jsonl").read_text().splitlines()]
+
+
+def test_reward_rises_and_a_large_kl_coefficient_holds_it_back(tiny_model, prompts_file, tmp_path):
+    free = ppo.run(ppo_cfg(tmp_path / "free", prompts_file, model=tiny_model))
+    r = rewards_of(tmp_path / "free")
+    assert mean(r[-5:]) > mean(r[:5]) + 0.05, r
+    assert all(torch.isfinite(torch.tensor(json.loads(x)["kl"])) for x in
+               (tmp_path / "free" / "logs.jsonl").read_text().splitlines())
+    held = ppo.run(ppo_cfg(tmp_path / "held", prompts_file, model=tiny_model, kl_coef=1.0))
+    h = rewards_of(tmp_path / "held")
+    assert mean(h[-5:]) - mean(h[:5]) < mean(r[-5:]) - mean(r[:5]), (h, r)
+    assert free["metrics"]["kl_end"] > held["metrics"]["kl_end"]
+    # the final policy is a normal adapter: it reloads and generates
+    model, tok, manifest = models.load_run(str(tmp_path / "free"))
+    assert manifest["stage"] == "ppo" and (tmp_path / "free" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_resume_reproduces_the_next_steps(tiny_model, prompts_file, tmp_path, monkeypatch):
+    kw = dict(model=tiny_model, steps=4, save_steps=2)
+    ppo.run(ppo_cfg(tmp_path / "straight", prompts_file, **kw))
+
+    class Crash(Exception):
+        pass
+
+    real = ppo.StepLogger.log
+
+    def crash_at_3(self, step, metrics, bar):
+        real(self, step, metrics, bar)
+        if step == 3:
+            raise Crash()
+
+    monkeypatch.setattr(ppo.StepLogger, "log", crash_at_3)
+    with pytest.raises(Crash):
+        ppo.run(ppo_cfg(tmp_path / "resumed", prompts_file, **kw))
+    monkeypatch.setattr(ppo.StepLogger, "log", real)
+    ppo.run(ppo_cfg(tmp_path / "resumed", prompts_file, resume=True, **kw))
+    a = [json.loads(x) for x in (tmp_path / "straight" / "logs.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "resumed" / "logs.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in b] == [1, 2, 3, 4]
+    for x, y in zip(a, b):
+        for key in ("reward/raw", "kl", "policy_loss", "value_loss", "response_length"):
+            assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-6), (key, x["step"])
