@@ -87,6 +87,45 @@ stage_command("ppo", C.PPOConfig, _ppo, "RLHF with PPO against a reward model or
                                         "SFT model; one base model carries policy, reference, value and reward.")
 
 
+recipe_app = typer.Typer(no_args_is_help=True, help="Check recipes before anything runs.")
+app.add_typer(recipe_app, name="recipe")
+
+
+@app.command("run")
+def run_pipeline(recipe: Path = typer.Argument(..., help="A pipeline recipe (output + stages)."),
+                 only: Optional[list[str]] = typer.Option(None, "--only", help="Run only this stage (repeatable)."),
+                 from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Start at this stage."),
+                 overwrite: bool = typer.Option(False, help="Re-run stages that are already complete.")) -> None:
+    """Run a pipeline recipe's stages in order; complete stages are skipped, interrupted ones resume."""
+    from align import pipeline
+
+    try:
+        pipeline.run(str(recipe), only, from_stage, overwrite)
+    except AlignError as e:
+        fail(e)
+
+
+@recipe_app.command("validate")
+def recipe_validate(file: Path = typer.Argument(..., help="A pipeline recipe, or a stage recipe with --stage."),
+                    stage: Optional[str] = typer.Option(None, help="The stage a single-stage recipe is for.")) -> None:
+    """Check keys, types and paths of a recipe; a typo is an error, never silently ignored."""
+    from align import pipeline
+
+    try:
+        recipe = C.read_recipe(file)
+        if "stages" in recipe:
+            _, steps = pipeline.plan(recipe, str(file))
+            for name, method, cfg in steps:
+                typer.echo(f"{name}: {method} -> {cfg.output}")
+        else:
+            if stage not in C.STAGES:
+                raise C.ConfigError(f"{file}: a single-stage recipe needs --stage ({', '.join(C.STAGES)})")
+            C.build(C.STAGES[stage], recipe, source=str(file))
+        typer.echo(f"{file}: ok")
+    except AlignError as e:
+        fail(e)
+
+
 @app.command()
 def merge(run_dir: Path = typer.Argument(..., help="A finished run."),
           output: Path = typer.Option(..., "--output", "-o", help="Directory for the merged checkpoint."),

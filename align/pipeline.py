@@ -1,0 +1,98 @@
+"""`align run RECIPE`: the stages a pipeline recipe lists, each handing its run directory to the next.
+
+    output: runs/quickstart          # each stage writes <output>/<name>
+    stages:
+      sft: {model: smollm2-135m, data: data/sft_train.jsonl}
+      rm:  {from: sft, data: data/pairs_train.jsonl}         # `from`, `reward`, `judge` may name a stage
+      ppo: {from: sft, reward: rm, prompts: data/prompts_train.jsonl}
+      dpo: {from: sft, data: data/pairs_train.jsonl, stage: dpo}   # `stage:` when the name is not the method
+
+A stage whose run is complete is skipped on a re-run; an interrupted one resumes. The whole recipe is
+validated (unknown keys, types, paths) before anything runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from align import config as C
+from align import runs
+from align.errors import ConfigError
+
+STAGE_REFS = ("from", "reward", "judge")  # keys whose value may be the name of an earlier stage
+PATH_KEYS = ("data", "eval_data", "prompts", "eval_prompts")
+
+
+def runners() -> dict[str, Callable[[Any], Any]]:
+    """Stage method -> its run function (imported lazily: a validation needs no torch)."""
+    def lazy(module: str):
+        def call(cfg):
+            import importlib
+
+            return importlib.import_module(f"align.{module}").run(cfg)
+
+        return call
+
+    return {name: lazy(name) for name in C.STAGES}
+
+
+def plan(recipe: dict[str, Any], source: str) -> tuple[Path, list[tuple[str, str, Any]]]:
+    """Validate a pipeline recipe into (output root, [(name, method, config)]) without running anything."""
+    unknown = set(recipe) - {"output", "stages"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)} (expected: output, stages)")
+    if not isinstance(recipe.get("stages"), dict) or not recipe["stages"]:
+        raise ConfigError(f"{source}: 'stages' must map stage names to their settings")
+    root = Path(recipe.get("output") or "runs")
+    steps, seen = [], {}
+    for name, settings in recipe["stages"].items():
+        where = f"{source}: stages.{name}"
+        settings = dict(settings or {})
+        method = settings.pop("stage", name)
+        if method not in C.STAGES:
+            raise ConfigError(f"{where}: unknown stage '{method}' (one of {', '.join(C.STAGES)}; "
+                              f"name it with `stage:` if the key is your own name)")
+        for key in STAGE_REFS:
+            ref = settings.get(key)
+            if isinstance(ref, str) and ref in recipe["stages"]:
+                if ref not in seen:
+                    raise ConfigError(f"{where}: '{key}: {ref}' names a stage that does not run before it")
+                settings[key] = str(seen[ref])
+        for key in PATH_KEYS:
+            for path in settings.get(key) if isinstance(settings.get(key), list) else [settings.get(key)]:
+                if isinstance(path, str) and not Path(path).exists():
+                    raise ConfigError(f"{where}: {key} '{path}' does not exist")
+        settings.setdefault("output", str(root / name))
+        cfg = C.build(C.STAGES[method], settings, source=where)
+        seen[name] = Path(cfg.output)
+        steps.append((name, method, cfg))
+    return root, steps
+
+
+def select(steps: list, only: list[str] | None, from_stage: str | None) -> list:
+    names = [n for n, _, _ in steps]
+    for n in (only or []) + ([from_stage] if from_stage else []):
+        if n not in names:
+            raise ConfigError(f"no stage '{n}' in this recipe (stages: {', '.join(names)})")
+    if from_stage:
+        steps = steps[names.index(from_stage):]
+    return [s for s in steps if not only or s[0] in only]
+
+
+def run(recipe_path: str, only: list[str] | None = None, from_stage: str | None = None,
+        overwrite: bool = False) -> Path:
+    root, steps = plan(C.read_recipe(recipe_path), recipe_path)
+    todo = select(steps, only, from_stage)
+    call = runners()
+    for name, method, cfg in todo:
+        manifest_path = Path(cfg.output) / runs.MANIFEST
+        status = runs.read_manifest(cfg.output).get("status") if manifest_path.exists() else None
+        if status == runs.COMPLETE and not overwrite:
+            print(f"[align] {name}: complete in {cfg.output}, skipped", flush=True)
+            continue
+        cfg.resume = status in (runs.RUNNING, runs.INTERRUPTED) and not overwrite
+        cfg.overwrite = overwrite
+        print(f"[align] {name}: {'resuming' if cfg.resume else 'running'} {method} -> {cfg.output}", flush=True)
+        call[method](cfg)
+    return root

@@ -1,0 +1,56 @@
+"""`align run`: stages hand off through manifests, complete stages are skipped, recipes are validated first."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from typer.testing import CliRunner
+
+from align.cli import app
+
+from test_ppo import PROMPTS
+from test_sft import qa_rows
+
+runner = CliRunner()
+
+
+def write_recipe(tmp_path, tiny_model, **extra_sft) -> str:
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa_rows()))
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in PROMPTS))
+    recipe = {"output": str(tmp_path / "runs"), "stages": {
+        "sft": {"model": tiny_model, "data": str(tmp_path / "qa.jsonl"), "max_steps": 10, "learning_rate": 5e-3,
+                **extra_sft},
+        "rl": {"stage": "ppo", "from": "sft", "reward": "rewards:share_of_a", "prompts": str(tmp_path / "prompts.jsonl"),
+               "steps": 2, "rollout_batch_size": 4, "mini_batch_size": 4, "micro_batch_size": 4,
+               "max_new_tokens": 6, "save_steps": 0, "sample_steps": 0},
+    }}
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return str(path)
+
+
+def test_pipeline_runs_hands_off_and_skips_complete_stages(tiny_model, tmp_path):
+    recipe = write_recipe(tmp_path, tiny_model)
+    result = runner.invoke(app, ["run", recipe])
+    assert result.exit_code == 0, result.output
+    sft = json.loads((tmp_path / "runs" / "sft" / "align.json").read_text())
+    rl = json.loads((tmp_path / "runs" / "rl" / "align.json").read_text())
+    assert sft["status"] == rl["status"] == "complete"
+    assert rl["lineage"]["adapters"] == [str((tmp_path / "runs" / "sft" / "adapter").resolve())]
+    stamp = (tmp_path / "runs" / "sft" / "align.json").stat().st_mtime_ns
+    again = runner.invoke(app, ["run", recipe, "--only", "sft"])
+    assert again.exit_code == 0 and "sft: complete" in again.output and "rl:" not in again.output
+    assert (tmp_path / "runs" / "sft" / "align.json").stat().st_mtime_ns == stamp
+
+
+def test_recipe_validate_names_the_bad_key(tiny_model, tmp_path):
+    recipe = write_recipe(tmp_path, tiny_model, lerning_rate=0.1)
+    result = runner.invoke(app, ["recipe", "validate", recipe])
+    assert result.exit_code == 2
+    assert "stages.sft: unknown key 'lerning_rate' for this stage (did you mean 'learning_rate'?)" in result.output
+    assert not (tmp_path / "runs").exists()
+    good = write_recipe(tmp_path, tiny_model)
+    ok = runner.invoke(app, ["recipe", "validate", good])
+    assert ok.exit_code == 0 and "rl: ppo ->" in ok.output
+    assert runner.invoke(app, ["run", good, "--only", "nope"]).exit_code == 2
