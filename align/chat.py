@@ -139,3 +139,13 @@ def encode_plain(tokenizer, text: str, max_length: int | None, truncate: bool = 
 def prompt_text(tokenizer, prompt: list[dict]) -> str:
     """The text a model continues to answer `prompt` (a list of messages)."""
     return render(tokenizer, prompt, add_generation_prompt=True)
+
+
+def conversation_ids(tokenizer, prompt: list[dict], response: list[dict]) -> list[int]:
+    """prompt + response with the template, ending exactly at the response's end-of-turn token.
+
+    Reward models read their score at the last token, so it must be the end-of-turn token, never padding
+    or the template's trailing newline.
+    """
+    text, spans = assistant_spans(tokenizer, prompt + response)
+    return encode_text(tokenizer, text[: spans[-1][1]], None, None, False).input_ids

@@ -77,6 +77,16 @@ stage_command("sft", C.SFTConfig, _sft, "Supervised fine-tuning on demonstration
                                         "prompt/completion or text).")
 
 
+def _rm(cfg):
+    from align import rm
+
+    return rm.run(cfg)
+
+
+stage_command("rm", C.RMConfig, _rm, "Reward model on comparisons: pairs (text or chat), HH-RLHF dialogues, or "
+                                     "rankings of K responses (all K(K-1)/2 pairs, batched per prompt).")
+
+
 def _ppo(cfg):
     from align import ppo
 
@@ -136,6 +146,21 @@ def merge(run_dir: Path = typer.Argument(..., help="A finished run."),
 
     try:
         infer.merge(str(run_dir), str(output), overwrite=overwrite, dtype=dtype)
+    except AlignError as e:
+        fail(e)
+
+
+@app.command()
+def score(run_dir: str = typer.Argument(..., help="An `align rm` run."),
+          data_file: str = typer.Option(..., "--data", help="Prompt/response rows, or comparisons."),
+          output: Optional[Path] = typer.Option(None, help="Write one JSON line per row here (default: stdout).")) -> None:
+    """Score rows with a reward model; for comparisons also report the pairwise accuracy."""
+    from align import rm
+
+    try:
+        result = rm.score_file(run_dir, data_file, str(output) if output else None)
+        typer.echo(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()),
+                   err=output is None)
     except AlignError as e:
         fail(e)
 

@@ -81,6 +81,18 @@ class SFTConfig(TrainConfig):
 
 
 @dataclass
+class RMConfig(TrainConfig):
+    """Reward model: a scalar score head trained on comparisons with the Bradley-Terry loss."""
+
+    learning_rate: float = opt(2e-4, "Peak learning rate (LoRA; the score head trains with it).")
+    batch_size: int = opt(16, "Comparison pairs per step; a prompt's pairs are never split across steps.")
+    max_length: int = opt(1024, "Longest prompt+response in tokens (see truncation).")
+    truncation: str = opt("left", "Over-long conversations: 'left' drops the oldest prompt tokens and keeps the "
+                                  "response and its end-of-turn token; 'drop' skips the pair. Counted either way.")
+    center_rewards_coef: float = opt(0.01, "Weight of mean((r_chosen + r_rejected)^2): keeps rewards centred on 0.")
+
+
+@dataclass
 class PPOConfig(ModelConfig):
     """RLHF with PPO against a reward model (or a Python reward function), KL-penalised to the SFT model.
 
@@ -129,7 +141,7 @@ class PPOConfig(ModelConfig):
     save_steps: int = opt(20, "Checkpoint every N iterations (for --resume).")
 
 
-STAGES: dict[str, type] = {"sft": SFTConfig, "ppo": PPOConfig}
+STAGES: dict[str, type] = {"sft": SFTConfig, "rm": RMConfig, "ppo": PPOConfig}
 
 
 # --- recipe loading --------------------------------------------------------------------------------

@@ -185,9 +185,14 @@ def _records(path: str) -> Iterator[tuple[tuple[str, int], dict]]:
 
 
 def _detect(path: str, rec: dict, formats: dict[str, tuple[str, ...]]) -> str:
+    """The first format whose columns a record has; else name the nearest format's missing field."""
     for name, keys in formats.items():
         if all(k in rec for k in keys):
             return name
+    near = max(formats, key=lambda n: sum(k in rec for k in formats[n]) / len(formats[n]))
+    if any(k in rec for k in formats[near]):
+        missing = next(k for k in formats[near] if k not in rec)
+        raise DataError(path, f"missing field (the row looks like {near} format)", 1, missing)
     wanted = "; ".join(f"{n} ({', '.join(k)})" for n, k in formats.items())
     raise DataError(path, f"unknown format: columns {sorted(rec)}; expected one of: {wanted}", 1)
 
@@ -220,6 +225,7 @@ SFT_FORMATS = {
     "sharegpt": ("conversations",),
     "alpaca": ("instruction", "output"),
     "prompt-completion": ("prompt", "completion"),
+    "prompt-response": ("prompt", "response"),
     "text": ("text",),
 }
 
@@ -236,9 +242,10 @@ def _sft_row(fmt: str, rec: dict, where: tuple[str, int], _: Loaded) -> Iterator
         instruction, extra = _text(rec, "instruction", where), _text(rec, "input", where, required=False)
         msgs = [{"role": "user", "content": instruction + (f"\n\n{extra}" if extra.strip() else "")},
                 {"role": "assistant", "content": _text(rec, "output", where)}]
-    else:  # prompt-completion, plain strings or message lists
+    else:  # prompt-completion / prompt-response, plain strings or message lists
+        answer = "completion" if fmt == "prompt-completion" else "response"
         msgs = _as_messages(rec["prompt"], "user", where, "prompt") + \
-            _as_messages(rec["completion"], "assistant", where, "completion")
+            _as_messages(rec[answer], "assistant", where, answer)
     if msgs[-1]["role"] != "assistant":
         raise DataError(where[0], "the conversation must end with an assistant turn", where[1],
                         {"messages": "messages", "sharegpt": "conversations"}.get(fmt, "completion"))
@@ -264,11 +271,8 @@ def parse_hh(text: str, where: tuple[str, int], key: str) -> list[dict]:
     parts = HH_TURN.split("\n\n" + text.lstrip("\n") if not text.startswith("\n\n") else text)
     if parts[0].strip() or len(parts) < 3:
         raise DataError(where[0], "not an HH-RLHF dialogue ('\\n\\nHuman: ...\\n\\nAssistant: ...')", where[1], key)
-    msgs = [{"role": "user" if who == "Human" else "assistant", "content": said.strip()}
+    return [{"role": "user" if who == "Human" else "assistant", "content": said.strip()}
             for who, said in zip(parts[1::2], parts[2::2])]
-    if msgs[-1]["role"] != "assistant":
-        raise DataError(where[0], "the dialogue must end with an Assistant turn", where[1], key)
-    return msgs
 
 
 def _split_last_turn(msgs: list[dict], where: tuple[str, int], key: str) -> tuple[list[dict], list[dict]]:
@@ -342,18 +346,31 @@ def _pair_rows(fmt: str, rec: dict, where: tuple[str, int], out: Loaded) -> Iter
         chosen = _as_messages(rec["chosen"], "assistant", where, "chosen")
         rejected = _as_messages(rec["rejected"], "assistant", where, "rejected")
     else:
+        # Whole dialogues (HH-RLHF): real files have a few rows whose dialogue ends on a user turn or whose two
+        # sides diverge before the last answer. Those are skipped and counted; malformed text is an error.
         dialogues = {}
         for key in ("chosen", "rejected"):
             value = rec[key]
             dialogues[key] = parse_hh(value, where, key) if isinstance(value, str) else _messages(value, where, key)
+        if any(d[-1]["role"] != "assistant" for d in dialogues.values()):
+            out.skipped["dialogue does not end with an answer"] = out.skipped.get("dialogue does not end with an answer", 0) + 1
+            return
         prompt, chosen = _split_last_turn(dialogues["chosen"], where, "chosen")
         r_prompt, rejected = _split_last_turn(dialogues["rejected"], where, "rejected")
         if r_prompt != prompt:
-            raise DataError(where[0], "chosen and rejected continue different conversations", where[1], "rejected")
+            out.skipped["different conversations"] = out.skipped.get("different conversations", 0) + 1
+            return
     if chosen == rejected:
         out.skipped["chosen equals rejected"] = out.skipped.get("chosen equals rejected", 0) + 1
         return
     yield {"prompt": prompt, "chosen": chosen, "rejected": rejected, "margin": margin, "group": group}
+
+
+def is_comparison_file(path: str) -> bool:
+    """Whether a file holds comparisons (pairs or rankings) rather than single responses, from its first row."""
+    for _, rec in read_table(path):
+        return isinstance(rec, dict) and any(all(k in rec for k in keys) for keys in PAIR_FORMATS.values())
+    return False
 
 
 def load_pairs(paths: list[str] | str) -> Loaded:

@@ -32,7 +32,7 @@ def trainer_args(cfg, run: Run, args_cls, **extra: Any):
         report_to = ["tensorboard"]
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.path / "tensorboard"))
     eval_steps = cfg.eval_steps or None
-    return args_cls(
+    kwargs = dict(
         output_dir=str(run.checkpoints),
         use_cpu=not cuda,
         bf16=dtype == "bf16",
@@ -62,8 +62,8 @@ def trainer_args(cfg, run: Run, args_cls, **extra: Any):
         dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
         remove_unused_columns=False,
-        **extra,
     )
+    return args_cls(**{**kwargs, **extra})
 
 
 class LogFile(TrainerCallback):
