@@ -143,10 +143,12 @@ def lora_config(cfg, task_type: str):
 
 def merge_adapters(model, adapter_dirs: list[str]):
     """Merge a lineage of adapters into the (non-quantised) base, in order."""
-    from peft import PeftModel
+    from peft import PeftConfig, PeftModel
 
     for adapter in adapter_dirs:
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        config = PeftConfig.from_pretrained(adapter)
+        config.task_type = None  # only merged: an SFT (causal LM) adapter also fits a reward model's backbone
+        model = PeftModel.from_pretrained(model, adapter, config=config).merge_and_unload()
     return model
 
 

@@ -282,7 +282,7 @@ def ppo_update(ac: ActorCritic, ro: Rollout, old: dict[str, torch.Tensor], opt, 
                                                   cfg.clip_range_value)
                 (cfg.vf_coef * vf_loss * weight).backward()
                 for key, value in {"policy_loss": pg_loss, "value_loss": vf_loss, "entropy": entropy, **pg, **vf}.items():
-                    stats.setdefault(key, []).append(float(value))
+                    stats.setdefault(key, []).append(float(value.detach()))
                 epoch_kl.append(float(pg["approx_kl"]))
             if size > 1:
                 for p in ac.trainable:

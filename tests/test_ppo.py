@@ -110,3 +110,28 @@ def test_resume_reproduces_the_next_steps(tiny_model, prompts_file, tmp_path, mo
     for x, y in zip(a, b):
         for key in ("reward/raw", "kl", "policy_loss", "value_loss", "response_length"):
             assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-6), (key, x["step"])
+
+
+def test_reward_model_run_shares_the_base_and_scores_like_align_score(sft_run, prompts_file, tmp_path):
+    from align import rm
+
+    from test_rm import preference_pairs
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in preference_pairs(48, 0)))
+    rm.run(config.build(config.RMConfig, flags=dict(from_run=sft_run, data=[str(pairs)], output=str(tmp_path / "rm"),
+                                                    max_steps=4, lora_r=8, lora_alpha=16)))
+    cfg = ppo_cfg(tmp_path / "ppo", prompts_file, from_run=sft_run, reward=str(tmp_path / "rm"), steps=2,
+                  whiten_rewards=False)
+    lineage, tok = models.tokenizer_for(cfg)
+    ac, scorer, norm, info = ppo.build(cfg, lineage, tok)
+    assert info["reward_shares_base"] and norm["std"] > 0
+    prompts = [[{"role": "user", "content": p["prompt"]}] for p in PROMPTS[:5]]
+    responses = ["banana red", "the cat", "blue sky and sea", "one two three", "hello"]
+    shared = scorer(prompts, responses)
+    standalone = rm.load_reward_model(str(tmp_path / "rm")).score(prompts, responses)
+    torch.testing.assert_close(shared, torch.tensor(standalone), rtol=1e-4, atol=1e-4)
+    # the value model starts as the reward model: same adapter weights, same head
+    assert torch.equal(ac.value_head.weight.detach(), ac.reward_head.weight.detach())
+    manifest = ppo.run(cfg)  # and a short PPO run with it completes
+    assert manifest["metrics"]["reward_shares_base"] is True
