@@ -87,6 +87,16 @@ stage_command("rm", C.RMConfig, _rm, "Reward model on comparisons: pairs (text o
                                      "rankings of K responses (all K(K-1)/2 pairs, batched per prompt).")
 
 
+def _dpo(cfg):
+    from align import dpo
+
+    return dpo.run(cfg)
+
+
+stage_command("dpo", C.DPOConfig, _dpo, "Direct preference optimisation from the SFT model on pairs or rankings "
+                                        "(the reference is the SFT model exactly).")
+
+
 def _ppo(cfg):
     from align import ppo
 

@@ -125,7 +125,8 @@ def save_model(model, tokenizer, run: Run, full: bool) -> None:
     """adapter/ (LoRA, with any trained head) or model/ (full weights), and tokenizer/; safetensors only."""
     if not is_main_process():
         return
-    model.save_pretrained(run.path / ("model" if full else "adapter"), safe_serialization=True)
+    extra = {"selected_adapters": ["default"]} if hasattr(model, "peft_config") else {}  # not TRL's "ref" copy
+    model.save_pretrained(run.path / ("model" if full else "adapter"), safe_serialization=True, **extra)
     tokenizer.save_pretrained(run.path / "tokenizer")
 
 
