@@ -160,6 +160,23 @@ def merge(run_dir: Path = typer.Argument(..., help="A finished run."),
         fail(e)
 
 
+@app.command("eval")
+def eval_runs(run_dirs: list[str] = typer.Argument(..., help="Finished runs: policies (sft/dpo/ppo) and/or reward models."),
+              prompts: Optional[str] = typer.Option(None, help="Held-out prompts for the policies."),
+              pairs: Optional[str] = typer.Option(None, help="Held-out comparisons for the reward models."),
+              judge: Optional[str] = typer.Option(None, help="The reward model that scores answers (default: the "
+                                                             "first RM among RUN_DIRS)."),
+              output: Optional[str] = typer.Option(None, help="Folder for eval.json, report.md and plots."),
+              max_new_tokens: int = typer.Option(64)) -> None:
+    """Policies: reward, win rate and KL vs their SFT reference, samples side by side; RMs: accuracy."""
+    from align import evaluate
+
+    try:
+        evaluate.evaluate(run_dirs, prompts, judge, pairs, output, max_new_tokens)
+    except AlignError as e:
+        fail(e)
+
+
 @app.command()
 def score(run_dir: str = typer.Argument(..., help="An `align rm` run."),
           data_file: str = typer.Option(..., "--data", help="Prompt/response rows, or comparisons."),

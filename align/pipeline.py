@@ -6,6 +6,7 @@
       rm:  {from: sft, data: data/pairs_train.jsonl}         # `from`, `reward`, `judge` may name a stage
       ppo: {from: sft, reward: rm, prompts: data/prompts_train.jsonl}
       dpo: {from: sft, data: data/pairs_train.jsonl, stage: dpo}   # `stage:` when the name is not the method
+    eval: {prompts: data/prompts_eval.jsonl, pairs: data/pairs_eval.jsonl, judge: rm}   # -> <output>/report/
 
 A stage whose run is complete is skipped on a re-run; an interrupted one resumes. The whole recipe is
 validated (unknown keys, types, paths) before anything runs.
@@ -22,6 +23,7 @@ from align.errors import ConfigError
 
 STAGE_REFS = ("from", "reward", "judge")  # keys whose value may be the name of an earlier stage
 PATH_KEYS = ("data", "eval_data", "prompts", "eval_prompts")
+EVAL_KEYS = ("prompts", "pairs", "judge", "max_new_tokens")
 
 
 def runners() -> dict[str, Callable[[Any], Any]]:
@@ -39,9 +41,9 @@ def runners() -> dict[str, Callable[[Any], Any]]:
 
 def plan(recipe: dict[str, Any], source: str) -> tuple[Path, list[tuple[str, str, Any]]]:
     """Validate a pipeline recipe into (output root, [(name, method, config)]) without running anything."""
-    unknown = set(recipe) - {"output", "stages"}
+    unknown = set(recipe) - {"output", "stages", "eval"}
     if unknown:
-        raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)} (expected: output, stages)")
+        raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)} (expected: output, stages, eval)")
     if not isinstance(recipe.get("stages"), dict) or not recipe["stages"]:
         raise ConfigError(f"{source}: 'stages' must map stage names to their settings")
     root = Path(recipe.get("output") or "runs")
@@ -67,6 +69,15 @@ def plan(recipe: dict[str, Any], source: str) -> tuple[Path, list[tuple[str, str
         cfg = C.build(C.STAGES[method], settings, source=where)
         seen[name] = Path(cfg.output)
         steps.append((name, method, cfg))
+    ev = recipe.get("eval")
+    if ev is not None:
+        if not isinstance(ev, dict) or set(ev) - set(EVAL_KEYS):
+            raise ConfigError(f"{source}: eval takes {', '.join(EVAL_KEYS)}")
+        for key in ("prompts", "pairs"):
+            if ev.get(key) and not Path(ev[key]).exists():
+                raise ConfigError(f"{source}: eval.{key} '{ev[key]}' does not exist")
+        if ev.get("judge") and ev["judge"] not in seen and not Path(ev["judge"]).exists():
+            raise ConfigError(f"{source}: eval.judge '{ev['judge']}' is neither a stage nor a run directory")
     return root, steps
 
 
@@ -95,4 +106,12 @@ def run(recipe_path: str, only: list[str] | None = None, from_stage: str | None 
         cfg.overwrite = overwrite
         print(f"[align] {name}: {'resuming' if cfg.resume else 'running'} {method} -> {cfg.output}", flush=True)
         call[method](cfg)
+    ev = C.read_recipe(recipe_path).get("eval")
+    if ev and not only:
+        from align import evaluate
+
+        outputs = {name: str(cfg.output) for name, _, cfg in steps}
+        judge = outputs.get(ev.get("judge"), ev.get("judge"))
+        evaluate.evaluate(list(outputs.values()), ev.get("prompts"), judge, ev.get("pairs"), str(root / "report"),
+                          ev.get("max_new_tokens", 64))
     return root

@@ -54,3 +54,39 @@ def test_recipe_validate_names_the_bad_key(tiny_model, tmp_path):
     ok = runner.invoke(app, ["recipe", "validate", good])
     assert ok.exit_code == 0 and "rl: ppo ->" in ok.output
     assert runner.invoke(app, ["run", good, "--only", "nope"]).exit_code == 2
+
+
+def test_full_pipeline_with_evaluation_report(tiny_model, tmp_path):
+    from test_dpo import preference_pairs
+
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa_rows()))
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in PROMPTS))
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in preference_pairs(64, 0)))
+    (tmp_path / "eval_pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in preference_pairs(16, 1)))
+    small = {"max_steps": 6, "learning_rate": 5e-3, "logging_steps": 2}
+    recipe = {"output": str(tmp_path / "runs"), "stages": {
+        "sft": {"model": tiny_model, "data": str(tmp_path / "qa.jsonl"), **small},
+        "rm": {"from": "sft", "data": str(tmp_path / "pairs.jsonl"), **small},
+        "ppo": {"from": "sft", "reward": "rm", "prompts": str(tmp_path / "prompts.jsonl"), "steps": 3,
+                "rollout_batch_size": 4, "mini_batch_size": 4, "micro_batch_size": 4, "max_new_tokens": 6,
+                "save_steps": 0, "sample_steps": 0},
+        "dpo": {"from": "sft", "data": str(tmp_path / "pairs.jsonl"), **small},
+    }, "eval": {"prompts": str(tmp_path / "prompts.jsonl"), "pairs": str(tmp_path / "eval_pairs.jsonl"),
+                "judge": "rm", "max_new_tokens": 6}}
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "runs" / "report"
+    ev = json.loads((report / "eval.json").read_text())
+    by_stage = {r["stage"]: r for r in ev["results"]}
+    assert set(by_stage) == {"sft", "rm", "ppo", "dpo"}
+    assert 0.0 <= by_stage["rm"]["accuracy"] <= 1.0 and by_stage["rm"]["pairs"] == 16
+    for stage in ("ppo", "dpo"):
+        r = by_stage[stage]
+        assert 0.0 <= r["win_rate"] <= 1.0 and r["reference"].endswith("sft")
+        assert abs(r["kl_to_reference"]) < 100 and len(r["samples"]) == 5
+    text = (report / "report.md").read_text()
+    assert "| policy | stage | mean reward |" in text and "| reward model | pairs | accuracy |" in text
+    for png in ("reward_vs_kl.png", "curves_sft.png", "curves_rm.png", "curves_ppo.png", "curves_dpo.png"):
+        assert (report / png).stat().st_size > 1000, png

@@ -1,0 +1,118 @@
+"""The evaluation report: report.md (tables a person reads in a terminal) + PNG plots (curves, reward vs KL)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+CURVES = {  # stage -> (metric in logs.jsonl, label), plotted against the step
+    "sft": [("loss", "training loss"), ("eval_loss", "eval loss")],
+    "rm": [("loss", "training loss"), ("eval_accuracy", "eval pairwise accuracy")],
+    "dpo": [("loss", "training loss"), ("eval_rewards/accuracies", "eval implicit-reward accuracy")],
+    "ppo": [("reward/raw", "reward"), ("kl", "KL to reference (nats)")],
+}
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v))
+
+
+def tables(out: dict[str, Any]) -> str:
+    lines = []
+    rms = [r for r in out["results"] if r["kind"] == "reward_model"]
+    if rms:
+        lines += ["| reward model | pairs | accuracy | mean margin |", "|---|---|---|---|"]
+        lines += [f"| {r['run']} | {r['pairs']} | {_fmt(r['accuracy'])} | {_fmt(r['mean_margin'])} |" for r in rms]
+        lines.append("")
+    pols = [r for r in out["results"] if r["kind"] == "policy"]
+    if pols:
+        lines += ["| policy | stage | mean reward | reference reward | win rate vs reference | KL to reference | "
+                  "response tokens |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['run']} | {r['stage']} | {_fmt(r.get('reward'))} | {_fmt(r.get('reference_reward'))} | "
+                  f"{_fmt(r.get('win_rate'))} | {_fmt(r['kl_to_reference'])} | {_fmt(r['response_length'])} |"
+                  for r in pols]
+    return "\n".join(lines)
+
+
+def _logs(run_dir: str) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "logs.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def plot_curves(run_dir: str, stage: str, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    logs = _logs(run_dir)
+    series = [(label, [(x["step"], x[key]) for x in logs if key in x]) for key, label in CURVES.get(stage, [])]
+    series = [(label, pts) for label, pts in series if pts]
+    if not series:
+        return False
+    fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 3.2), squeeze=False)
+    for ax, (label, pts) in zip(axes[0], series):
+        ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None)
+        ax.set_title(label)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{stage}: {run_dir}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_reward_vs_kl(pols: list[dict[str, Any]], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(r["kl_to_reference"], r["reward"], r["run"]) for r in pols if r.get("reward") is not None]
+    if not pts:
+        return False
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ref = [r["reference_reward"] for r in pols if r.get("reference_reward") is not None]
+    ax.scatter([0.0], [sum(ref) / len(ref)], marker="s", color="gray", label="reference (SFT)")
+    for kl, reward, name in pts:
+        ax.scatter([kl], [reward], label=Path(name).name)
+    ax.set_xlabel("KL to reference (nats, per answer)")
+    ax.set_ylabel("mean reward (judge)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write(out: dict[str, Any], manifests: dict[str, dict[str, Any]], folder: Path) -> Path:
+    lines = ["# align evaluation report", "",
+             f"Judge: `{out['judge']}`; held-out prompts: `{out['prompts']}`; held-out pairs: `{out['pairs']}`.", "",
+             tables(out), ""]
+    pols = [r for r in out["results"] if r["kind"] == "policy"]
+    if plot_reward_vs_kl(pols, folder / "reward_vs_kl.png"):
+        lines += ["![reward vs KL](reward_vs_kl.png)", ""]
+    lines += ["## Training", "", "| run | stage | status | key metrics |", "|---|---|---|---|"]
+    for run_dir, m in manifests.items():
+        keys = ("loss_start", "loss_end", "eval_accuracy", "eval_implicit_accuracy", "reward_start", "reward_end",
+                "kl_end", "tokens_per_s", "train_runtime")
+        shown = ", ".join(f"{k} {_fmt(m['metrics'][k])}" for k in keys if m.get("metrics", {}).get(k) is not None)
+        lines.append(f"| {run_dir} | {m['stage']} | {m['status']} | {shown} |")
+    lines.append("")
+    for run_dir, m in manifests.items():
+        name = f"curves_{Path(run_dir).name}.png"
+        if plot_curves(run_dir, m["stage"], folder / name):
+            lines += [f"![{m['stage']} curves]({name})", ""]
+    for r in pols:
+        lines += [f"## Samples: {r['run']} vs its reference", ""]
+        for s in r["samples"]:
+            rewards = (f" (reward {_fmt(s.get('policy_reward'))} vs {_fmt(s.get('reference_reward'))})"
+                       if "policy_reward" in s else "")
+            lines += [f"**Prompt:** {s['prompt']}{rewards}", "", f"- policy: {s['policy']}",
+                      f"- reference: {s['reference']}", ""]
+    path = folder / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
