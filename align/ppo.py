@@ -423,7 +423,7 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
         raise ConfigError(f"rollout_batch_size x processes ({cfg.rollout_batch_size * size}) exceeds the "
                           f"{len(prompts)} prompts")
 
-    with Run.open(cfg.output, "ppo", cfg.overwrite, cfg.resume) if rank == 0 else _NoRun() as out:
+    with Run.open(cfg.output, "ppo", cfg.overwrite, cfg.resume) as out:
         out.start(to_dict(cfg), data={"prompts": data.load_prompts(cfg.prompts).files})
         ac, scorer, norm, reward_info = build(cfg, lineage, tokenizer)
         kl_ctl = (ppo_math.AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
@@ -513,22 +513,6 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
               f"kl {metrics['kl_end']:.3f}" + (f" | eval reward {before['reward']:.3f} -> {after['reward']:.3f}"
                                                if after else "") + f" | -> {out.path}", flush=True)
     return out.manifest
-
-
-class _NoRun(Run):
-    """What ranks other than 0 hold: the same interface, writing nothing."""
-
-    def __init__(self):
-        super().__init__(Path(os.devnull), "ppo")
-
-    def write(self, **fields):
-        self.manifest.update(fields)
-
-    def finish(self, metrics, keep_checkpoints=False):
-        self.manifest.update(metrics=metrics)
-
-    def __exit__(self, *exc):
-        return None
 
 
 class StepLogger:

@@ -114,8 +114,17 @@ def check_same_template(a: dict[str, Any], b: dict[str, Any], what: str) -> None
                            f"models would see different text. Train both from the same base/SFT run.")
 
 
+def is_main_process() -> bool:
+    """Rank 0 under torchrun/accelerate (read from the environment: true before torch.distributed starts)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 class Run:
-    """One stage's output directory. Use as a context manager around the work that fills it."""
+    """One stage's output directory. Use as a context manager around the work that fills it.
+
+    Under several processes only rank 0 claims and writes the directory; the other ranks get a read-only
+    view (they may read checkpoints to resume) that writes nothing.
+    """
 
     def __init__(self, path: str | Path, stage: str):
         self.path, self.stage = Path(path), stage
@@ -131,6 +140,8 @@ class Run:
         """Claim the output directory: never silently overwrite, resume only what this stage started."""
         if not path:
             raise RunError("no output directory: pass --output DIR")
+        if not is_main_process():
+            return ReadOnlyRun(path, stage)
         run = cls(path, stage)
         exists = run.path.exists() and any(run.path.iterdir())
         if resume:
@@ -170,7 +181,8 @@ class Run:
                 json.loads((ckpt / "trainer_state.json").read_text())
                 done.append((int(ckpt.name.split("-")[-1]), ckpt))
             except (OSError, ValueError):
-                shutil.rmtree(ckpt, ignore_errors=True)
+                if is_main_process():
+                    shutil.rmtree(ckpt, ignore_errors=True)
         return str(max(done)[1]) if done else None
 
     def finish(self, metrics: dict[str, Any], keep_checkpoints: bool = False) -> None:
@@ -190,3 +202,16 @@ class Run:
         if (self.path / MANIFEST).exists():
             self.write(status=INTERRUPTED, error=f"{exc_type.__name__}: {exc}")
             print(f"[align] run interrupted; continue it with --resume --output {self.path}", file=sys.stderr)
+
+
+class ReadOnlyRun(Run):
+    """What ranks other than 0 hold: the same interface, writing nothing."""
+
+    def write(self, **fields: Any) -> None:
+        self.manifest.update(fields)
+
+    def finish(self, metrics: dict[str, Any], keep_checkpoints: bool = False) -> None:
+        self.manifest.update(status=COMPLETE, metrics=metrics)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        return None

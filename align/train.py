@@ -15,12 +15,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from align.chat import end_of_turn_id, template_hash, tokenizer_hash
-from align.runs import Run
-
-
-def is_main_process() -> bool:
-    return not torch.distributed.is_available() or not torch.distributed.is_initialized() or \
-        torch.distributed.get_rank() == 0
+from align.runs import Run, is_main_process
 
 
 def trainer_args(cfg, run: Run, args_cls, **extra: Any):
