@@ -1,6 +1,7 @@
 # align: set-up, tests and the pipeline. Every target creates/uses the virtualenv $(VENV) as needed.
 #
-#   make demo    set up, then SFT the embedded default (smollm2-135m) on data/ and show answers
+#   make demo    set up, then the whole pipeline on the embedded default (smollm2-135m) and data/:
+#                SFT -> RM -> PPO, SFT -> DPO, evaluation report (runs/quickstart/report/report.md)
 #   make test    set up, then run the whole test suite (the embedded-model test included)
 #
 # TORCH picks the torch build. The default pins the CPU wheel these machines have on disk (no multi-GB
@@ -15,7 +16,9 @@ PY      = $(VENV)/bin/python
 ALIGN   = $(VENV)/bin/align
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup demo test test-fast sft clean
+RECIPE ?= recipes/quickstart.yaml
+
+.PHONY: setup demo test test-fast sft rm ppo dpo eval clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,13 +36,17 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
-sft: setup
-	$(ALIGN) sft --config recipes/quickstart-sft.yaml --output $(RUNS)/sft $(ARGS)
-
 demo: setup
-	$(ALIGN) sft --config recipes/quickstart-sft.yaml --output $(RUNS)/sft --overwrite
-	$(ALIGN) generate $(RUNS)/sft --prompts data/prompts_eval.jsonl --max-new-tokens 64 --output $(RUNS)/sft/samples.jsonl
-	head -n 5 $(RUNS)/sft/samples.jsonl
+	$(ALIGN) run $(RECIPE)
+	@echo; echo "report: $(RUNS)/quickstart/report/report.md"
+
+# One stage of the quickstart pipeline (the stages it needs must be complete).
+sft rm ppo dpo: setup
+	$(ALIGN) run $(RECIPE) --only $@
+
+eval: setup
+	$(ALIGN) eval $(RUNS)/quickstart/sft $(RUNS)/quickstart/rm $(RUNS)/quickstart/ppo $(RUNS)/quickstart/dpo \
+		--prompts data/prompts_eval.jsonl --pairs data/pairs_eval.jsonl --output $(RUNS)/quickstart/report
 
 clean:
 	rm -rf $(RUNS)
