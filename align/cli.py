@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 import sys
 import typing
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -17,6 +18,7 @@ import typer
 
 from align import config as C
 from align.errors import AlignError
+from align.pipeline import run_stage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="align: SFT -> reward model -> PPO / DPO, with LoRA, on one GPU or a CPU.")
@@ -67,44 +69,17 @@ def stage_command(name: str, cfg_cls: type, runner: Callable[[Any], Any], help: 
     app.command(name, help=help)(command)
 
 
-def _sft(cfg):
-    from align import sft
-
-    return sft.run(cfg)
-
-
-stage_command("sft", C.SFTConfig, _sft, "Supervised fine-tuning on demonstrations (chat, Alpaca, ShareGPT, "
-                                        "prompt/completion or text).")
-
-
-def _rm(cfg):
-    from align import rm
-
-    return rm.run(cfg)
-
-
-stage_command("rm", C.RMConfig, _rm, "Reward model on comparisons: pairs (text or chat), HH-RLHF dialogues, or "
-                                     "rankings of K responses (all K(K-1)/2 pairs, batched per prompt).")
-
-
-def _dpo(cfg):
-    from align import dpo
-
-    return dpo.run(cfg)
-
-
-stage_command("dpo", C.DPOConfig, _dpo, "Direct preference optimisation from the SFT model on pairs or rankings "
-                                        "(the reference is the SFT model exactly).")
-
-
-def _ppo(cfg):
-    from align import ppo
-
-    return ppo.run(cfg)
-
-
-stage_command("ppo", C.PPOConfig, _ppo, "RLHF with PPO against a reward model or function, KL-penalised to the "
-                                        "SFT model; one base model carries policy, reference, value and reward.")
+STAGE_HELP = {
+    "sft": "Supervised fine-tuning on demonstrations (chat, Alpaca, ShareGPT, prompt/completion or text).",
+    "rm": "Reward model on comparisons: pairs (text or chat), HH-RLHF dialogues, or rankings of K responses "
+          "(all K(K-1)/2 pairs, batched per prompt).",
+    "dpo": "Direct preference optimisation from the SFT model on pairs or rankings (the reference is the SFT "
+           "model exactly).",
+    "ppo": "RLHF with PPO against a reward model or function, KL-penalised to the SFT model; one base model "
+           "carries policy, reference, value and reward.",
+}
+for _name, _help in STAGE_HELP.items():
+    stage_command(_name, C.STAGES[_name], partial(run_stage, _name), _help)
 
 
 recipe_app = typer.Typer(no_args_is_help=True, help="Check recipes before anything runs.")
@@ -206,6 +181,19 @@ def generate(run_dir: str = typer.Argument(..., help="A finished run (any stage)
     try:
         infer.generate_cli(run_dir, prompt or [], prompts, max_new_tokens, temperature, top_p, batch_size,
                             output, trust_remote_code)
+    except AlignError as e:
+        fail(e)
+
+
+@app.command()
+def chat(run_dir: str = typer.Argument(..., help="A finished run (any stage) or a model spec."),
+         max_new_tokens: int = typer.Option(256), temperature: float = typer.Option(0.7, help="0 = greedy."),
+         trust_remote_code: bool = typer.Option(False)) -> None:
+    """Chat with a model in the terminal (chat template applied, answers streamed)."""
+    from align import infer
+
+    try:
+        infer.chat_loop(run_dir, max_new_tokens, temperature, trust_remote_code)
     except AlignError as e:
         fail(e)
 

@@ -76,3 +76,41 @@ def merge(run_dir: str, output: str, overwrite: bool = False, dtype: str = "auto
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
     print(f"merged {manifest['stage']} run {run_dir} -> {output}")
+
+
+@torch.no_grad()
+def chat_loop(spec: str, max_new_tokens: int = 256, temperature: float = 0.7, trust_remote_code: bool = False,
+              read=input) -> list[dict]:
+    """An interactive chat in the terminal: the chat template applied, the answer streamed as it is made.
+
+    /reset forgets the conversation, /exit (or Ctrl-D) leaves. Returns the conversation.
+    """
+    from transformers import TextStreamer
+
+    model, tok = load_any(spec, trust_remote_code)
+    device = next(model.parameters()).device
+    history: list[dict] = []
+    print("chat with", spec, "(/reset to start over, /exit to leave)")
+    while True:
+        try:
+            line = read("you> ").strip()
+        except EOFError:
+            break
+        if line in ("/exit", "/quit"):
+            break
+        if line == "/reset":
+            history = []
+            continue
+        if not line:
+            continue
+        history.append({"role": "user", "content": line})
+        enc = tok(chat.prompt_text(tok, history), return_tensors="pt", add_special_tokens=False).to(device)
+        sampling = temperature > 0
+        print("assistant> ", end="", flush=True)
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sampling,
+                             temperature=temperature if sampling else None, eos_token_id=chat.stop_token_ids(tok),
+                             pad_token_id=tok.pad_token_id,
+                             streamer=TextStreamer(tok, skip_prompt=True, skip_special_tokens=True))
+        answer = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        history.append({"role": "assistant", "content": answer})
+    return history

@@ -15,7 +15,7 @@ validated (unknown keys, types, paths) before anything runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from align import config as C
 from align import runs
@@ -26,17 +26,11 @@ PATH_KEYS = ("data", "eval_data", "prompts", "eval_prompts")
 EVAL_KEYS = ("prompts", "pairs", "judge", "max_new_tokens")
 
 
-def runners() -> dict[str, Callable[[Any], Any]]:
-    """Stage method -> its run function (imported lazily: a validation needs no torch)."""
-    def lazy(module: str):
-        def call(cfg):
-            import importlib
+def run_stage(method: str, cfg: Any) -> Any:
+    """Run one stage; its module (and torch) is imported only now, so `align --help` stays fast."""
+    import importlib
 
-            return importlib.import_module(f"align.{module}").run(cfg)
-
-        return call
-
-    return {name: lazy(name) for name in C.STAGES}
+    return importlib.import_module(f"align.{method}").run(cfg)
 
 
 def plan(recipe: dict[str, Any], source: str) -> tuple[Path, list[tuple[str, str, Any]]]:
@@ -95,7 +89,6 @@ def run(recipe_path: str, only: list[str] | None = None, from_stage: str | None 
         overwrite: bool = False) -> Path:
     root, steps = plan(C.read_recipe(recipe_path), recipe_path)
     todo = select(steps, only, from_stage)
-    call = runners()
     for name, method, cfg in todo:
         manifest_path = Path(cfg.output) / runs.MANIFEST
         status = runs.read_manifest(cfg.output).get("status") if manifest_path.exists() else None
@@ -105,7 +98,7 @@ def run(recipe_path: str, only: list[str] | None = None, from_stage: str | None 
         cfg.resume = status in (runs.RUNNING, runs.INTERRUPTED) and not overwrite
         cfg.overwrite = overwrite
         print(f"[align] {name}: {'resuming' if cfg.resume else 'running'} {method} -> {cfg.output}", flush=True)
-        call[method](cfg)
+        run_stage(method, cfg)
     ev = C.read_recipe(recipe_path).get("eval")
     if ev and not only:
         from align import evaluate

@@ -84,3 +84,38 @@ def test_missing_model_is_a_clear_error(tmp_path, jsonl):
     assert not (tmp_path / "o").exists()
     result = runner.invoke(app, ["sft", "--data", data, "--output", str(tmp_path / "o")])
     assert result.exit_code == 2 and "no model: pass --model" in result.output
+
+
+def test_chat_streams_answers_and_keeps_the_conversation(tiny_model, tmp_path, jsonl):
+    from align import infer, sft
+
+    from test_sft import sft_cfg
+
+    sft.run(sft_cfg(tiny_model, jsonl("qa.jsonl", qa_rows()), tmp_path / "run", max_steps=60))
+    lines = iter(["what is the color of the sky", "/reset", "what is the color of grass", "/exit"])
+    history = infer.chat_loop(str(tmp_path / "run"), max_new_tokens=8, temperature=0.0, read=lambda _: next(lines))
+    assert history == [{"role": "user", "content": "what is the color of grass"},
+                       {"role": "assistant", "content": "green"}]
+    result = runner.invoke(app, ["chat", str(tmp_path / "run"), "--temperature", "0", "--max-new-tokens", "8"],
+                           input="what is the color of the sky\n")
+    assert result.exit_code == 0 and "assistant> blue" in result.output
+
+
+def test_merge_exports_a_reward_model_as_a_sequence_classifier(tmp_path, tiny_model):
+    from transformers import AutoModelForSequenceClassification
+
+    from align import config, rm
+
+    from test_rm import preference_pairs
+
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in preference_pairs(32, 0)))
+    rm.run(config.build(config.RMConfig, flags=dict(model=tiny_model, data=[str(tmp_path / "p.jsonl")],
+                                                    output=str(tmp_path / "rm"), max_steps=3)))
+    assert runner.invoke(app, ["merge", str(tmp_path / "rm"), "-o", str(tmp_path / "m")]).exit_code == 0
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "m")  # stock transformers
+    ours = rm.load_reward_model(str(tmp_path / "rm"))
+    batch = rm.encode_for_scoring(ours.tokenizer, [[{"role": "user", "content": "hi"}]], ["banana red"], ours.manifest)
+    with torch.no_grad():
+        expected = ours.score([[{"role": "user", "content": "hi"}]], ["banana red"])[0]
+        got = rm.sequence_rewards(plain, batch["input_ids"], batch["attention_mask"])[0]
+    assert float(got) == pytest.approx(expected, abs=1e-4)
