@@ -164,3 +164,17 @@ def test_real_hh_files_parse():
         loaded = data.load_pairs(f"../shared/data/preference/{name}")
         assert len(loaded.rows) + sum(loaded.skipped.values()) == rows
         assert len(loaded.rows) > 0.98 * rows  # the quirky rows are few, skipped and counted
+
+
+def test_score_cli_on_prompt_response_rows(trained_rm, jsonl):
+    tmp, _ = trained_rm
+    rows = jsonl("answers.jsonl", [{"prompt": "tell me about the cat", "response": "banana red sky"},
+                                   {"prompt": "tell me about the cat", "response": "red sky"}])
+    result = runner.invoke(app, ["score", str(tmp / "run"), "--data", rows])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    assert [x["row"] for x in lines] == [1, 2]
+    expected = rm.load_reward_model(str(tmp / "run")).score([[{"role": "user", "content": "tell me about the cat"}]] * 2,
+                                                            ["banana red sky", "red sky"])
+    assert [x["reward"] for x in lines] == pytest.approx(expected, abs=1e-5)
+    assert lines[0]["reward"] > lines[1]["reward"]  # the learned preference shows
