@@ -18,7 +18,7 @@ STAMP   = $(VENV)/.installed
 
 RECIPE ?= recipes/quickstart.yaml
 
-.PHONY: setup demo test test-fast sft rm ppo dpo eval clean
+.PHONY: setup demo test test-fast sft rm ppo dpo eval bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ sft rm ppo dpo: setup
 eval: setup
 	$(ALIGN) eval $(RUNS)/quickstart/sft $(RUNS)/quickstart/rm $(RUNS)/quickstart/ppo $(RUNS)/quickstart/dpo \
 		--prompts data/prompts_eval.jsonl --pairs data/pairs_eval.jsonl --output $(RUNS)/quickstart/report
+
+# Stage throughput on random-initialised models (GPU: SmolLM2 shapes; CPU: a tiny smoke run). JSON in bench.json.
+BENCH_ARGS ?= $(if $(shell $(PY) -c "import torch;print(torch.cuda.is_available() or '')" 2>/dev/null),--sizes 135m 360m 1.7b,--sizes tiny --steps 5)
+bench: setup
+	$(PY) bench/bench.py $(BENCH_ARGS) --out bench.json
 
 clean:
 	rm -rf $(RUNS)

@@ -30,6 +30,9 @@ def sequence_logprob(model, tokenizer, prompt: list[dict], answer: str) -> float
 
 def evaluate_policy(run_dir: str, prompts: list[list[dict]], judge, max_new_tokens: int) -> dict[str, Any]:
     model, tok, manifest = models.load_run(run_dir, merge=False)
+    if manifest.get("full"):
+        raise ConfigError(f"{run_dir}: a full fine-tuning run has no adapter to switch off, so its reference "
+                          "cannot be recovered from it; evaluate LoRA runs, or compare against a separate judge")
     answers = infer.generate(model, tok, prompts, max_new_tokens)
     with model.disable_adapter():
         reference = infer.generate(model, tok, prompts, max_new_tokens)

@@ -414,7 +414,8 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
     if cfg.mini_batch_size > cfg.rollout_batch_size or cfg.micro_batch_size > cfg.mini_batch_size:
         raise ConfigError("need micro_batch_size <= mini_batch_size <= rollout_batch_size")
     cfg.lora_dropout = 0.0  # PPO's ratio must be 1 at the start of each update
-    prompts = [v["prompt"] for v in data.load_prompts(cfg.prompts).values()]
+    loaded = data.load_prompts(cfg.prompts)
+    prompts = [v["prompt"] for v in loaded.values()]
     eval_prompts = [v["prompt"] for v in data.load_prompts(cfg.eval_prompts).values()] if cfg.eval_prompts else []
     lineage, tokenizer = models.tokenizer_for(cfg)
     init_distributed()
@@ -424,7 +425,7 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
                           f"{len(prompts)} prompts")
 
     with Run.open(cfg.output, "ppo", cfg.overwrite, cfg.resume) as out:
-        out.start(to_dict(cfg), data={"prompts": data.load_prompts(cfg.prompts).files})
+        out.start(to_dict(cfg), data={"prompts": loaded.files})
         ac, scorer, norm, reward_info = build(cfg, lineage, tokenizer)
         kl_ctl = (ppo_math.AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
                   else ppo_math.FixedKLController(cfg.kl_coef))
