@@ -49,3 +49,14 @@ def test_sft_and_ppo_in_two_processes(tiny_model, tmp_path):
     logs = [json.loads(x) for x in (tmp_path / "ppo2" / "logs.jsonl").read_text().splitlines()]
     assert [x["step"] for x in logs] == [1, 2, 3]  # written once, by rank 0
     assert json.loads((tmp_path / "ppo2" / "align.json").read_text())["status"] == "complete"
+
+
+def test_accelerate_launch_runs_a_stage(tiny_model, tmp_path):
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa_rows(2)))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu", "-m", "align", "sft",
+           "--model", tiny_model, "--data", str(tmp_path / "qa.jsonl"), "--max-steps", "2", "--output",
+           str(tmp_path / "run")]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "align.json").read_text())["status"] == "complete"
