@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from align.errors import DataError
+from align.errors import ConfigError, DataError
 
 ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -200,7 +200,7 @@ def _detect(path: str, rec: dict, formats: dict[str, tuple[str, ...]]) -> str:
 def _load(paths: list[str] | str, formats: dict[str, tuple[str, ...]], convert) -> Loaded:
     paths = [paths] if isinstance(paths, str) else list(paths)
     if not paths:
-        raise DataError("(no file)", "no data file given")
+        raise ConfigError("no data file given: pass --data FILE (--prompts FILE for ppo)")
     out = Loaded(rows=[])
     for path in paths:
         fmt, count = None, 0
