@@ -299,12 +299,22 @@ def ppo_update(ac: ActorCritic, ro: Rollout, old: dict[str, torch.Tensor], opt, 
     return {k: sum(v) / len(v) for k, v in stats.items()}
 
 
+def reward_run(cfg: PPOConfig, tokenizer) -> tuple[Path | None, dict[str, Any] | None]:
+    """The --reward run directory and manifest (None for a function), checked before anything is written."""
+    reward_dir = Path(cfg.reward) if cfg.reward and (Path(cfg.reward) / runs.MANIFEST).exists() else None
+    if reward_dir is None:
+        return None, None
+    rm_manifest = runs.read_manifest(reward_dir, require_complete=True)
+    if rm_manifest.get("stage") != "rm":
+        raise RunError(f"--reward {cfg.reward}: a {rm_manifest.get('stage')} run, not a reward model")
+    runs.check_same_template(rm_manifest, {"tokenizer_hash": chat.tokenizer_hash(tokenizer),
+                                           "template_hash": chat.template_hash(tokenizer)}, "--reward")
+    return reward_dir, rm_manifest
+
+
 def build(cfg: PPOConfig, lineage: dict[str, Any], tokenizer):
     """The ActorCritic (policy, value, maybe reward on one base) and the scorer."""
-    reward_dir = Path(cfg.reward) if cfg.reward and (Path(cfg.reward) / runs.MANIFEST).exists() else None
-    rm_manifest = runs.read_manifest(reward_dir, require_complete=True) if reward_dir else None
-    if rm_manifest and rm_manifest.get("stage") != "rm":
-        raise RunError(f"--reward {cfg.reward}: a {rm_manifest.get('stage')} run, not a reward model")
+    reward_dir, rm_manifest = reward_run(cfg, tokenizer)
     model = models.prepare(cfg, "causal", lineage, tokenizer)  # fresh policy LoRA ("default") on merged lineage
     hidden = model.get_base_model().config.hidden_size
     device, dtype = model.get_base_model().get_output_embeddings().weight.device, models.compute_dtype(cfg.dtype)
@@ -331,14 +341,10 @@ def build(cfg: PPOConfig, lineage: dict[str, Any], tokenizer):
         model.get_base_model().gradient_checkpointing_enable({"use_reentrant": False})
     model.eval()  # no dropout: the ratio old/new must be exactly 1 before the first update
     if shares_base:
-        runs.check_same_template(rm_manifest, {"tokenizer_hash": chat.tokenizer_hash(tokenizer),
-                                               "template_hash": chat.template_hash(tokenizer)}, "--reward")
         scorer, norm = shared_reward(ac, tokenizer, rm_manifest), rm_manifest.get("reward_norm")
     elif rm_manifest:
         from align import rm
 
-        runs.check_same_template(rm_manifest, {"tokenizer_hash": chat.tokenizer_hash(tokenizer),
-                                               "template_hash": chat.template_hash(tokenizer)}, "--reward")
         separate = rm.load_reward_model(str(reward_dir), dtype=cfg.dtype)
         scorer = lambda p, r: torch.tensor(separate.score(p, r))  # noqa: E731
         norm = rm_manifest.get("reward_norm")
@@ -418,6 +424,8 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
     prompts = [v["prompt"] for v in loaded.values()]
     eval_prompts = [v["prompt"] for v in data.load_prompts(cfg.eval_prompts).values()] if cfg.eval_prompts else []
     lineage, tokenizer = models.tokenizer_for(cfg)
+    if reward_run(cfg, tokenizer)[0] is None:  # a wrong --reward is refused before the run directory exists
+        function_reward(cfg.reward)
     init_distributed()
     rank, size = world()
     if cfg.rollout_batch_size * size > len(prompts):

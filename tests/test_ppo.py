@@ -135,3 +135,21 @@ def test_reward_model_run_shares_the_base_and_scores_like_align_score(sft_run, p
     assert torch.equal(ac.value_head.weight.detach(), ac.reward_head.weight.detach())
     manifest = ppo.run(cfg)  # and a short PPO run with it completes
     assert manifest["metrics"]["reward_shares_base"] is True
+
+
+def test_a_reward_model_with_another_chat_template_is_refused(tiny_model, tiny_base_model, prompts_file, tmp_path):
+    from align import rm, runs
+
+    from test_rm import preference_pairs
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in preference_pairs(16, 0)))
+    rm.run(config.build(config.RMConfig, flags=dict(model=tiny_base_model, data=[str(pairs)],
+                                                    output=str(tmp_path / "rm"), max_steps=2)))
+    cfg = ppo_cfg(tmp_path / "ppo", prompts_file, model=tiny_model, reward=str(tmp_path / "rm"))
+    lineage, tok = models.tokenizer_for(cfg)
+    with pytest.raises(runs.RunError, match="template hash differs"):
+        ppo.build(cfg, lineage, tok)
+    with pytest.raises(runs.RunError, match="template hash differs"):
+        ppo.run(cfg)
+    assert not (tmp_path / "ppo").exists()  # refused before anything was written
