@@ -90,3 +90,32 @@ def test_full_pipeline_with_evaluation_report(tiny_model, tmp_path):
     assert "| policy | stage | mean reward |" in text and "| reward model | pairs | accuracy |" in text
     for png in ("reward_vs_kl.png", "curves_sft.png", "curves_rm.png", "curves_ppo.png", "curves_dpo.png"):
         assert (report / png).stat().st_size > 1000, png
+
+
+def test_an_interrupted_stage_resumes_on_rerun(tiny_model, tmp_path, monkeypatch):
+    from transformers import TrainerCallback
+
+    from align import train
+
+    recipe = write_recipe(tmp_path, tiny_model, save_steps=4)
+
+    class Crash(Exception):
+        pass
+
+    class CrashAt6(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 6:
+                raise Crash()
+
+    real = train.use_our_callbacks
+    monkeypatch.setattr(train, "use_our_callbacks", lambda tr, run: (real(tr, run), tr.add_callback(CrashAt6())))
+    first = runner.invoke(app, ["run", recipe])
+    assert isinstance(first.exception, Crash)
+    assert json.loads((tmp_path / "runs" / "sft" / "align.json").read_text())["status"] == "interrupted"
+    monkeypatch.setattr(train, "use_our_callbacks", real)
+    again = runner.invoke(app, ["run", recipe])
+    assert again.exit_code == 0, again.output
+    assert "sft: resuming sft" in again.output and "resuming from" in again.output
+    sft = json.loads((tmp_path / "runs" / "sft" / "align.json").read_text())
+    assert sft["status"] == "complete" and sft["metrics"]["steps"] == 10
+    assert json.loads((tmp_path / "runs" / "rl" / "align.json").read_text())["status"] == "complete"
