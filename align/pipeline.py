@@ -87,7 +87,8 @@ def select(steps: list, only: list[str] | None, from_stage: str | None) -> list:
 
 def run(recipe_path: str, only: list[str] | None = None, from_stage: str | None = None,
         overwrite: bool = False) -> Path:
-    root, steps = plan(C.read_recipe(recipe_path), recipe_path)
+    recipe = C.read_recipe(recipe_path)
+    root, steps = plan(recipe, recipe_path)
     todo = select(steps, only, from_stage)
     for name, method, cfg in todo:
         manifest_path = Path(cfg.output) / runs.MANIFEST
@@ -99,7 +100,7 @@ def run(recipe_path: str, only: list[str] | None = None, from_stage: str | None 
         cfg.overwrite = overwrite
         print(f"[align] {name}: {'resuming' if cfg.resume else 'running'} {method} -> {cfg.output}", flush=True)
         run_stage(method, cfg)
-    ev = C.read_recipe(recipe_path).get("eval")
+    ev = recipe.get("eval")
     if ev and not only:
         from align import evaluate
 

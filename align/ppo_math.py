@@ -1,43 +1,71 @@
 """The arithmetic of PPO for language models, as pure functions over (batch, T) response-token tensors.
 
-`mask` is 1 on real response tokens and 0 on padding after a response ends. Nothing here knows about
-models or adapters, so each piece is tested against numbers computed by hand (tests/test_ppo_math.py).
-References: Schulman et al. 2017 (PPO), 2016 (GAE); Ziegler et al. 2019 (KL-penalised RLHF, adaptive KL);
-Schulman's "Approximating KL divergence" note (k1/k2/k3 estimators).
+`mask` (float or bool) is 1 on real response tokens and 0 on the padding after a response ends. Nothing
+here knows about models or adapters, so every piece is tested against numbers worked out by hand
+(tests/test_ppo_math.py). References: Schulman et al. 2017 (PPO) and 2016 (GAE); Ziegler et al. 2019
+(KL-penalised RLHF, adaptive KL coefficient); Schulman's note "Approximating KL divergence" (k1/k2/k3).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+
+__all__ = [
+    "masked_mean", "masked_var", "masked_whiten", "kl_penalty", "last_token_index", "token_rewards", "gae",
+    "policy_loss", "value_loss", "entropy_from_logits", "logprobs_from_logits", "explained_variance",
+    "FixedKLController", "AdaptiveKLController",
+]
+
+
+def _as_weights(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A bool/int mask as 0/1 in `like`'s floating dtype, so arithmetic never promotes to integers."""
+    dtype = like.dtype if like.is_floating_point() else torch.float32
+    return mask.to(dtype)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean over real tokens only (all of them, or along `dim`); an empty selection gives 0, not NaN."""
+    m = _as_weights(mask, x)
     if dim is None:
-        return (x * mask).sum() / mask.sum().clamp(min=1)
-    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+        return (x * m).sum() / m.sum().clamp(min=1)
+    return (x * m).sum(dim) / m.sum(dim).clamp(min=1)
 
 
 def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
-    n = mask.sum()
-    return var * n / (n - 1) if unbiased and n > 1 else var
+    """Variance over real tokens only; Bessel-corrected when asked and there are at least 2 of them."""
+    m = _as_weights(mask, x)
+    mean = masked_mean(x, m)
+    var = masked_mean((x - mean) ** 2, m)
+    n = m.sum()
+    if unbiased and n > 1:
+        var = var * n / (n - 1)
+    return var
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
-    """Standardise over the real tokens only (padding would drag the statistics); padding stays 0."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
-    out = (x - mean) * torch.rsqrt(var + 1e-8)
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
+                  ) -> torch.Tensor:
+    """Standardise over the real tokens only (padding would drag the statistics); padding stays 0.
+
+    With shift_mean=False the mean is added back: the scale is normalised but the sign of the batch's
+    overall signal is kept (useful for rewards, where the mean carries meaning).
+    """
+    m = _as_weights(mask, x)
+    mean, var = masked_mean(x, m), masked_var(x, m)
+    out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
-    return out * mask
+    return out * m
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
-    """Per-token estimate of KL(policy || reference) from samples of the policy.
+    """Per-token estimate of KL(policy || reference) from tokens sampled by the policy.
 
-    k1 = log p - log q: unbiased, can be negative per token. k3 = (r - 1) - log r with r = q / p:
-    unbiased and never negative (lower variance). k2 = (log p - log q)^2 / 2: biased, low variance.
+    k1 = log p - log q: unbiased, but negative on some tokens (high variance).
+    k2 = (log p - log q)^2 / 2: biased, low variance, never negative.
+    k3 = (r - 1) - log r with r = q / p: unbiased and never negative (r - 1 >= log r), so the
+    penalty cannot turn into a bonus on individual tokens.
     """
     log_ratio = logprobs - ref_logprobs
     if estimator == "k1":
@@ -45,50 +73,64 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: st
     if estimator == "k2":
         return 0.5 * log_ratio ** 2
     if estimator == "k3":
+        # log r = -log_ratio; expm1 keeps r - 1 accurate when the policy is close to the reference
         return torch.expm1(-log_ratio) + log_ratio
-    raise ValueError(f"unknown KL estimator {estimator!r} (k1, k2, k3)")
+    raise ValueError(f"unknown KL estimator {estimator!r} (expected 'k1', 'k2' or 'k3')")
 
 
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
-    """Index of each row's last real token (-1 where a row has none)."""
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    """Index of each row's last real token, -1 where a row has none (an empty response)."""
+    positions = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape)
     return torch.where(mask.bool(), positions, torch.full_like(positions, -1)).max(dim=1).values
 
 
 def token_rewards(score: torch.Tensor, kl: torch.Tensor, kl_coef: float, mask: torch.Tensor) -> torch.Tensor:
-    """-kl_coef * KL at every response token, plus the sequence's score at its last token."""
-    rewards = -kl_coef * kl * mask
+    """Per-token reward: -kl_coef * KL at every response token, plus the sequence score at its last token.
+
+    The reward model judges whole responses, so its score lands where the episode ends; the KL penalty
+    is paid where each token is chosen. Rows without a response token receive nothing; padding is 0.
+    """
+    m = _as_weights(mask, kl)
     last = last_token_index(mask)
-    rows = torch.nonzero(last >= 0).squeeze(-1)
-    rewards[rows, last[rows]] += score.to(rewards.dtype)[rows]
-    return rewards
+    is_last = torch.arange(kl.shape[1], device=kl.device)[None, :] == last[:, None]  # never true for -1
+    score = score.reshape(-1, 1).to(device=kl.device, dtype=m.dtype)
+    return -kl_coef * kl * m + is_last.to(m.dtype) * score
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
         ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation, backwards over T; the episode ends after each row's last token.
+    """Generalised advantage estimation, computed backwards over T; each episode ends at its row's last token.
 
-    delta_t = r_t + gamma * V_{t+1} - V_t,  A_t = delta_t + gamma * lam * A_{t+1}, with V and A beyond a
-    row's end taken as 0. Returns (advantages, returns = advantages + values), zero on padding.
+    delta_t = r_t + gamma * V_{t+1} - V_t and A_t = delta_t + gamma * lam * A_{t+1}, where V and A past
+    the last real token are 0 (the response is terminal, so nothing at padding can leak into it).
+    Returns (advantages, returns = advantages + values), both 0 at padding. No gradient is expected.
     """
-    rewards, values = rewards * mask, values * mask
+    m = _as_weights(mask, rewards)
+    rewards, values = rewards * m, values.to(m.dtype) * m
     advantages = torch.zeros_like(rewards)
     next_value = torch.zeros_like(rewards[:, 0])
     next_adv = torch.zeros_like(rewards[:, 0])
     for t in reversed(range(rewards.shape[1])):
-        m = mask[:, t]
         delta = rewards[:, t] + gamma * next_value - values[:, t]
-        adv = delta + gamma * lam * next_adv
-        advantages[:, t] = adv * m
-        # padding passes "nothing beyond the end" back to the last real token
-        next_value = values[:, t] * m
-        next_adv = adv * m
-    return advantages, (advantages + values) * mask
+        adv = (delta + gamma * lam * next_adv) * m[:, t]
+        advantages[:, t] = adv
+        # at padding both carries become 0: the last real token sees "nothing beyond the end"
+        next_value, next_adv = values[:, t], adv
+    return advantages, (advantages + values) * m
 
 
-def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                clip_range: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped surrogate: loss = -mean(min(r A, clip(r, 1-c, 1+c) A)). Stats are detached 0-dim tensors."""
+def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                mask: torch.Tensor, clip_range: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO clipped surrogate, as a loss to minimise: masked mean of max(-A r, -A clip(r, 1-c, 1+c)).
+
+    The clip removes the incentive to move the ratio r = p / p_old beyond 1 +- c in the direction
+    the advantage rewards, keeping each update near the policy that collected the data.
+    Stats are detached 0-dim tensors (call float() to log them):
+      clipfrac: share of real tokens where the clipped branch is the active one (its loss is larger);
+      approx_kl: masked mean of (log p - log p_old)^2 / 2 (k2, never negative; used for early stopping);
+      approx_kl_k1: masked mean of log p_old - log p (k1 estimate of KL(old || new));
+      ratio: masked mean of r.
+    """
     log_ratio = logprobs - old_logprobs
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
@@ -96,61 +138,101 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     loss = masked_mean(torch.maximum(unclipped, clipped), mask)
     with torch.no_grad():
         stats = {"clipfrac": masked_mean((clipped > unclipped).float(), mask),
-                 "approx_kl": masked_mean(0.5 * log_ratio ** 2, mask),
-                 "ratio": masked_mean(ratio, mask)}
+                 "approx_kl": masked_mean(0.5 * log_ratio.detach() ** 2, mask),
+                 "approx_kl_k1": masked_mean(-log_ratio.detach(), mask),
+                 "ratio": masked_mean(ratio.detach(), mask)}
     return loss, stats
 
 
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
                clip_range_value: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """0.5 * max((V - R)^2, (clip(V, V_old - c, V_old + c) - R)^2), averaged over real tokens."""
+    """Clipped value loss: masked mean of 0.5 * max((V - R)^2, (clip(V, V_old - c, V_old + c) - R)^2).
+
+    Taking the larger error means moving V more than c from V_old earns no credit, like the policy clip.
+    Stats are detached 0-dim tensors: vf_clipfrac (share of real tokens where the clipped error is the
+    larger) and value_error (masked mean of (V - R)^2, unclipped).
+    """
     clipped_values = old_values + (values - old_values).clamp(-clip_range_value, clip_range_value)
     unclipped_err, clipped_err = (values - returns) ** 2, (clipped_values - returns) ** 2
     loss = 0.5 * masked_mean(torch.maximum(unclipped_err, clipped_err), mask)
     with torch.no_grad():
-        stats = {"vf_clipfrac": masked_mean((clipped_err > unclipped_err).float(), mask)}
+        stats = {"vf_clipfrac": masked_mean((clipped_err > unclipped_err).float(), mask),
+                 "value_error": masked_mean(unclipped_err.detach(), mask)}
     return loss, stats
 
 
-def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[label] without materialising the full log-softmax (logit - logsumexp)."""
-    picked = torch.gather(logits, -1, labels.unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
+def _row_chunks(logits: torch.Tensor, chunk_rows: int) -> list[torch.Tensor]:
+    return list(logits.reshape(-1, logits.shape[-1]).split(chunk_rows))
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Per-token entropy: logsumexp(z) - sum softmax(z) * z."""
-    probs = torch.softmax(logits, dim=-1)
-    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
+def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor, chunk_rows: int = 1024) -> torch.Tensor:
+    """log softmax(logits)[label], i.e. logit[label] - logsumexp(logits), in float32.
+
+    Never materialises the full (batch, T, vocab) log-softmax, and upcasts half-precision logits only
+    `chunk_rows` token positions at a time, so peak extra memory is about chunk_rows * vocab floats.
+    """
+    picked = torch.gather(logits, -1, labels.unsqueeze(-1).long()).squeeze(-1).float()
+    lse = torch.cat([torch.logsumexp(c.float(), dim=-1) for c in _row_chunks(logits, chunk_rows)])
+    return picked - lse.reshape(picked.shape)
+
+
+def entropy_from_logits(logits: torch.Tensor, chunk_rows: int = 1024) -> torch.Tensor:
+    """Per-token entropy, H = logsumexp(z) - sum_i softmax(z)_i z_i, in float32 and chunked as above.
+
+    Working from logsumexp avoids log(p) of underflowed probabilities; vocabulary entries masked to
+    -inf (p = 0) contribute 0 rather than 0 * -inf = NaN.
+    """
+    out = []
+    for c in _row_chunks(logits, chunk_rows):
+        z = c.float()
+        p = torch.softmax(z, dim=-1)
+        out.append(torch.logsumexp(z, dim=-1) - (p * torch.where(p > 0, z, torch.zeros_like(z))).sum(-1))
+    return torch.cat(out).reshape(logits.shape[:-1])
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """1 - Var(R - V) / Var(R): 1 for a perfect value model, 0 for a constant one."""
+    """1 - Var(R - V) / Var(R) over real tokens: 1 for a perfect value model, 0 for the best constant.
+
+    When the returns do not vary it is undefined; we return 1 if V matches R exactly and 0 otherwise,
+    so the logged metric stays finite instead of exploding to -1e8 or NaN.
+    """
     var_returns = masked_var(returns, mask)
-    return 1 - masked_var(returns - values, mask) / var_returns.clamp(min=1e-8)
+    var_error = masked_var(returns - values, mask)
+    degenerate = (var_error == 0).to(var_returns.dtype)
+    return torch.where(var_returns > 0, 1 - var_error / var_returns.clamp(min=1e-12), degenerate)
 
 
 class FixedKLController:
+    """A constant KL coefficient; the same interface as AdaptiveKLController, so the loop need not care."""
+
     def __init__(self, kl_coef: float):
-        self.value = kl_coef
+        self.value = float(kl_coef)
 
     def update(self, current_kl: float, n_steps: int) -> None:
-        pass
+        """Nothing to adapt."""
 
-    def state_dict(self) -> dict[str, float]:
+    def state_dict(self) -> dict[str, Any]:
+        """Plain floats, so the state can go straight into a JSON checkpoint."""
         return {"value": self.value}
 
-    def load_state_dict(self, state: dict[str, float]) -> None:
-        self.value = state["value"]
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.value = float(state["value"])
 
 
 class AdaptiveKLController(FixedKLController):
-    """Ziegler et al. 2019: move beta proportionally to the relative KL error, clipped to +-20%."""
+    """Ziegler et al. 2019: steer the KL coefficient so that the observed KL tracks `target`.
+
+    error = clip(KL / target - 1, -0.2, 0.2); coef *= 1 + error * n_steps / horizon. The clip keeps one
+    noisy batch from swinging the coefficient; `horizon` (in samples) sets how fast it adapts.
+    """
 
     def __init__(self, init_kl_coef: float, target: float, horizon: int):
+        if target <= 0 or horizon <= 0:
+            raise ValueError(f"adaptive KL needs target > 0 and horizon > 0 (got {target}, {horizon})")
         super().__init__(init_kl_coef)
-        self.target, self.horizon = target, horizon
+        self.target, self.horizon = float(target), horizon
 
     def update(self, current_kl: float, n_steps: int) -> None:
-        error = min(max(current_kl / self.target - 1, -0.2), 0.2)
-        self.value *= 1 + error * n_steps / self.horizon
+        """Adjust after a batch of `n_steps` samples whose mean sequence KL was `current_kl`."""
+        error = min(max(float(current_kl) / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + error * n_steps / self.horizon
