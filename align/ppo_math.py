@@ -168,8 +168,9 @@ def _row_chunks(logits: torch.Tensor, chunk_rows: int) -> list[torch.Tensor]:
 def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor, chunk_rows: int = 1024) -> torch.Tensor:
     """log softmax(logits)[label], i.e. logit[label] - logsumexp(logits), in float32.
 
-    Never materialises the full (batch, T, vocab) log-softmax, and upcasts half-precision logits only
-    `chunk_rows` token positions at a time, so peak extra memory is about chunk_rows * vocab floats.
+    Never materialises the full (batch, T, vocab) log-softmax. Half-precision logits are upcast only
+    `chunk_rows` token positions at a time, so without autograd the extra memory is about
+    chunk_rows * vocab floats (with autograd, backward keeps what it needs regardless).
     """
     picked = torch.gather(logits, -1, labels.unsqueeze(-1).long()).squeeze(-1).float()
     lse = torch.cat([torch.logsumexp(c.float(), dim=-1) for c in _row_chunks(logits, chunk_rows)])
@@ -179,14 +180,13 @@ def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor, chunk_rows:
 def entropy_from_logits(logits: torch.Tensor, chunk_rows: int = 1024) -> torch.Tensor:
     """Per-token entropy, H = logsumexp(z) - sum_i softmax(z)_i z_i, in float32 and chunked as above.
 
-    Working from logsumexp avoids log(p) of underflowed probabilities; vocabulary entries masked to
-    -inf (p = 0) contribute 0 rather than 0 * -inf = NaN.
+    Working from logsumexp avoids log(p) of underflowed probabilities, so large logits stay finite.
+    Logits are expected finite (a -inf entry would give 0 * -inf).
     """
     out = []
     for c in _row_chunks(logits, chunk_rows):
         z = c.float()
-        p = torch.softmax(z, dim=-1)
-        out.append(torch.logsumexp(z, dim=-1) - (p * torch.where(p > 0, z, torch.zeros_like(z))).sum(-1))
+        out.append(torch.logsumexp(z, dim=-1) - (torch.softmax(z, dim=-1) * z).sum(-1))
     return torch.cat(out).reshape(logits.shape[:-1])
 
 
