@@ -51,7 +51,8 @@ class ModelConfig:
 class TrainConfig(ModelConfig):
     """Optimisation settings shared by the stages that train with a Trainer."""
 
-    data: list[str] = opt([], "Training data file(s): jsonl, json, csv, parquet, or a saved `datasets` directory.")
+    data: list[str] = opt([], "Training data file: jsonl, json, csv, parquet, or a saved `datasets` directory "
+                                  "(repeat --data for several).")
     eval_data: list[str] = opt([], "Held-out data file(s), same formats.")
     max_length: int = opt(1024, "Longest tokenised example.")
     learning_rate: float = opt(2e-4, "Peak learning rate.")
