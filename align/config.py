@@ -103,14 +103,22 @@ class DPOConfig(TrainConfig):
 
     learning_rate: float = opt(1e-4, "Peak learning rate (LoRA; full fine-tuning wants ~5e-7..5e-6).")
     beta: float = opt(0.1, "Strength of the tie to the reference (higher: stay closer). For IPO it is tau.")
-    loss_type: str = opt("sigmoid", "sigmoid (DPO), ipo, hinge, robust, or any other TRL 1.16 DPO loss.")
-    label_smoothing: float = opt(0.0, "Assumed share of flipped labels (robust, and conservative sigmoid DPO).")
-    sft_loss_weight: float = opt(0.0, "Add the chosen responses' NLL with this weight (RPO / SFT-regularised DPO).")
-    max_prompt_length: int = opt(512, "Longer prompts keep their last tokens (the conversation's end).")
-    max_length: int = opt(1024, "Prompt + response limit; a response is cut at its end to fit (counted).")
-    precompute_ref_log_probs: bool = opt(False, "Compute the reference log-probs once before training.")
-    judge: str | None = opt(None, "An `align rm` run: score the policy's and the SFT model's greedy answers to the "
-                                  "eval prompts and report both mean rewards.")
+    loss_type: str = opt("sigmoid", "sigmoid (DPO), ipo (beta is its tau), hinge, robust (noisy labels), or another TRL 1.16 "
+                                    "DPO loss: exo_pair, nca_pair, bco_pair, sppo_hard, aot, aot_unpaired, apo_zero, "
+                                    "apo_down, discopop, sigmoid_norm.")
+    label_smoothing: float = opt(0.0, "Assumed share of flipped labels, in [0, 0.5): for loss_type robust (and exo_pair, "
+                                      "aot); an error with losses that ignore it, plain sigmoid included.")
+    sft_loss_weight: float = opt(0.0, "Add the chosen responses' mean token NLL with this weight (RPO, SFT-regularised "
+                                      "DPO: TRL's 'sft' loss beside loss_type).")
+    max_prompt_length: int = opt(512, "Longer prompts are cut from the left: they keep their end (the last turn and the "
+                                      "generation prompt). Counted.")
+    max_length: int = opt(1024, "Prompt + response limit; a longer response is cut from the right to fit, losing its "
+                                "end-of-turn token. Counted.")
+    precompute_ref_log_probs: bool = opt(False, "Compute the reference log-probs once before training (with --full: "
+                                                "no frozen copy of the model is kept).")
+    judge: str | None = opt(None, "An `align rm` run: after training, score the saved policy's and the SFT model's "
+                                  "greedy answers to the eval pairs' prompts (as `align eval` does); reports both mean "
+                                  "rewards, the win rate and the KL to the SFT model.")
     judge_max_new_tokens: int = opt(64, "Answer length for --judge.")
     batch_size: int = opt(8, "Pairs per device per step.")
 

@@ -1,73 +1,113 @@
 """Direct preference optimisation: train the SFT policy straight on preference pairs (Rafailov et al. 2023).
 
-Read and validate comparisons (the same loader as the RM stage: pairs, HH-RLHF dialogues, rankings) ->
-tokenise prompt / chosen / rejected ourselves with the chat template (responses end at their end-of-turn
-token; over-long prompts keep their end) -> claim the run directory -> base + SFT lineage merged, fresh
-LoRA on top, so the reference (TRL's frozen copy of the zero-initialised adapter) is the SFT model
-exactly -> TRL's DPOTrainer -> eval implicit-reward accuracy and margins before and after -> optional
-judging of greedy answers by a reward model.
+Read and validate comparisons (the RM stage's loader: pairs, HH-RLHF dialogues, rankings -> pairs) ->
+tokenise prompt / chosen / rejected ourselves with the chat template, split at the token level, each
+response ending at its end-of-turn token -> claim the run directory -> base + SFT lineage merged with a
+fresh LoRA on top: with the adapter disabled that is the SFT model exactly, and it is the reference ->
+TRL's DPOTrainer -> implicit-reward accuracy, margins and log-probs on the eval pairs before and after ->
+save the adapter -> optionally, a reward model judges the saved policy's answers against the SFT model's.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from align import chat, data, models, train
+from align import chat, data, models, runs, train
 from align.config import DPOConfig, to_dict
 from align.errors import ConfigError, DataError
 from align.runs import Run
 
-SMOOTHED_LOSSES = {"sigmoid", "robust", "exo_pair", "bco_pair"}  # where TRL 1.16 reads label_smoothing
+# TRL 1.16's DPO losses (DPOConfig.loss_type), and those of them that read label_smoothing.
+LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+          "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+SMOOTHED_LOSSES = ("robust", "exo_pair", "aot", "aot_unpaired")
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def encode_pair(tokenizer, v: dict[str, Any], cfg: DPOConfig, counts: dict[str, int]) -> dict[str, list[int]]:
-    """prompt_ids / chosen_ids / rejected_ids, split at the token level (never by characters)."""
+    """prompt_ids / chosen_ids / rejected_ids through our chat template, never a character-level split.
+
+    The prompt is the token prefix that the prompt alone (with its generation prompt) shares with both
+    conversations, so prompt + response is exactly the conversation's tokens, ending at the response's
+    end-of-turn token: the model is taught to stop. A prompt over max_prompt_length keeps its end (the last
+    turn and the generation prompt; a BOS token stays); a response that still does not fit max_length loses
+    its end (and with it the end-of-turn token). Both are counted.
+    """
     prompt = chat.encode_text(tokenizer, chat.prompt_text(tokenizer, v["prompt"]), None, None, False).input_ids
-    out = {}
-    for side in ("chosen", "rejected"):
-        full = chat.conversation_ids(tokenizer, v["prompt"], v[side])
-        n = next((i for i, (a, b) in enumerate(zip(prompt, full)) if a != b), min(len(prompt), len(full)))
-        out[f"{side}_ids"] = full[n:]
-    prompt_ids = prompt[-cfg.max_prompt_length:]
-    counts["truncated_prompts"] += len(prompt_ids) < len(prompt)
+    full = {side: chat.conversation_ids(tokenizer, v["prompt"], v[side]) for side in ("chosen", "rejected")}
+    n = min(_common_prefix(prompt, ids) for ids in full.values())
+    prompt_ids = prompt[:n]
+    if len(prompt_ids) > cfg.max_prompt_length:
+        counts["truncated_prompts"] += 1
+        head = prompt_ids[:1] if prompt_ids[0] == tokenizer.bos_token_id else []
+        prompt_ids = head + prompt_ids[len(prompt_ids) - cfg.max_prompt_length + len(head):]
     room = cfg.max_length - len(prompt_ids)
-    for side in ("chosen_ids", "rejected_ids"):
-        if len(out[side]) > room:
-            counts["truncated_responses"] += 1
-            out[side] = out[side][:room]
-    return {"prompt_ids": prompt_ids, **out}
+    out = {"prompt_ids": prompt_ids}
+    for side, ids in full.items():
+        counts["truncated_responses"] += len(ids) - n > room
+        out[f"{side}_ids"] = ids[n:][:room]
+    return out
 
 
 def encode_pairs(loaded: data.Loaded, tokenizer, cfg: DPOConfig) -> tuple[list[dict], dict[str, int]]:
-    if cfg.max_prompt_length >= cfg.max_length:
-        raise ConfigError("max_prompt_length must be below max_length (room is needed for the response)")
     counts = {"pairs": len(loaded.rows), "truncated_prompts": 0, "truncated_responses": 0}
     return [encode_pair(tokenizer, row.value, cfg, counts) for row in loaded.rows], counts
 
 
-def trl_loss(cfg: DPOConfig) -> dict[str, Any]:
-    """Our flat options -> TRL's loss settings (RPO = the chosen NLL added with a weight)."""
+def trl_options(cfg: DPOConfig) -> dict[str, Any]:
+    """Our flat options -> TRL's, refusing what TRL would ignore or only reject after the model has loaded."""
+    if not 0 < cfg.max_prompt_length < cfg.max_length:
+        raise ConfigError(f"max_prompt_length ({cfg.max_prompt_length}) must be between 1 and max_length "
+                          f"({cfg.max_length}) minus 1: the response needs room")
+    if cfg.loss_type not in LOSSES:
+        raise ConfigError(f"unknown loss_type '{cfg.loss_type}' (one of {', '.join(LOSSES)})")
     if cfg.label_smoothing and cfg.loss_type not in SMOOTHED_LOSSES:
         raise ConfigError(f"label_smoothing has no effect with loss_type '{cfg.loss_type}' "
-                          f"(it applies to {', '.join(sorted(SMOOTHED_LOSSES))})")
-    loss = {"loss_type": [cfg.loss_type], "beta": cfg.beta, "label_smoothing": cfg.label_smoothing}
-    if cfg.sft_loss_weight:
-        loss.update(loss_type=[cfg.loss_type, "sft"], loss_weights=[1.0, cfg.sft_loss_weight])
-    return loss
+                          f"(only {', '.join(SMOOTHED_LOSSES)} use it; for noisy labels use loss_type robust)")
+    if not 0 <= cfg.label_smoothing < 0.5:
+        raise ConfigError(f"label_smoothing is a probability of flipped labels in [0, 0.5), got {cfg.label_smoothing}")
+    if cfg.loss_type == "exo_pair" and not cfg.label_smoothing:
+        raise ConfigError("loss_type exo_pair needs label_smoothing > 0 (its paper suggests 1e-3)")
+    if cfg.sft_loss_weight < 0:
+        raise ConfigError(f"sft_loss_weight must be >= 0, got {cfg.sft_loss_weight}")
+    options = {"loss_type": [cfg.loss_type], "beta": cfg.beta, "label_smoothing": cfg.label_smoothing,
+               "max_length": cfg.max_length, "truncation_mode": "keep_start",  # a no-op: rows already fit
+               "precompute_ref_log_probs": cfg.precompute_ref_log_probs}
+    if cfg.sft_loss_weight:  # RPO: TRL 1.16 adds the chosen responses' mean token NLL as a second loss
+        options.update(loss_type=[cfg.loss_type, "sft"], loss_weights=[1.0, cfg.sft_loss_weight])
+    return options
 
 
-def judge(cfg: DPOConfig, policy, tokenizer, prompts: list[list[dict]]) -> dict[str, float]:
-    """Mean reward of the policy's and the reference's greedy answers under a reward model."""
-    from align import infer, rm
+def check_judge(cfg: DPOConfig, tokenizer) -> None:
+    """--judge is checked before training: a complete reward model that reads text as this policy does."""
+    if cfg.full:
+        raise ConfigError("--judge compares the policy with its reference by switching the adapter off; "
+                          "full fine-tuning has no adapter (judge it afterwards with `align eval`)")
+    if not cfg.eval_data:
+        raise ConfigError("--judge scores answers to the eval pairs' prompts: pass --eval-data too")
+    manifest = runs.read_manifest(cfg.judge, require_complete=True)
+    if manifest.get("stage") != "rm":
+        raise ConfigError(f"--judge {cfg.judge}: a {manifest.get('stage')} run, not a reward model (`align rm`)")
+    mine = {"tokenizer_hash": chat.tokenizer_hash(tokenizer), "template_hash": chat.template_hash(tokenizer)}
+    runs.check_same_template(manifest, mine, f"--judge {cfg.judge}")
 
-    scorer = rm.load_reward_model(cfg.judge)
-    policy.eval()
-    answers = infer.generate(policy, tokenizer, prompts, cfg.judge_max_new_tokens)
-    with policy.disable_adapter():
-        reference = infer.generate(policy, tokenizer, prompts, cfg.judge_max_new_tokens)
-    after, before = scorer.score(prompts, answers), scorer.score(prompts, reference)
-    return {"judge_reward_policy": sum(after) / len(after), "judge_reward_reference": sum(before) / len(before),
-            "judge_win_rate": sum(a > b for a, b in zip(after, before)) / len(after)}
+
+def judge(cfg: DPOConfig, run: Run, eval_rows: data.Loaded) -> dict[str, Any]:
+    """The saved policy's and the SFT model's greedy answers to the held-out prompts, scored by the reward model.
+
+    Reuses `align eval`'s policy evaluation on the run as written, so the numbers match that command.
+    """
+    from align import evaluate, rm
+
+    prompts = list({repr(v["prompt"]): v["prompt"] for v in eval_rows.values()}.values())  # a ranking's pairs share one
+    result = evaluate.evaluate_policy(str(run.path), prompts, rm.load_reward_model(cfg.judge), cfg.judge_max_new_tokens)
+    return {"judge_prompts": len(prompts), "judge_reward": result["reward"],
+            "judge_reference_reward": result["reference_reward"], "judge_win_rate": result["win_rate"],
+            "judge_kl_to_reference": result["kl_to_reference"]}
 
 
 def run(cfg: DPOConfig) -> dict[str, Any]:
@@ -76,45 +116,72 @@ def run(cfg: DPOConfig) -> dict[str, Any]:
     from trl import DPOTrainer
 
     class PreTokenizedDPOTrainer(DPOTrainer):
-        """TRL's DPO on rows we tokenised ourselves (prompt/response split at the token level)."""
+        """TRL's DPO on rows we tokenised ourselves. TRL 1.16 would re-tokenise any dataset it is given (and
+        run extract_prompt on one without a prompt column), so its preparation step is skipped."""
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             return dataset
 
-    # 1. Validate and tokenise before a model or run directory exists.
+    # 1. Everything that can be wrong with the input or the options is found before a model or run dir exists.
+    options = trl_options(cfg)
     train_rows = data.load_pairs(cfg.data)
     eval_rows = data.load_pairs(cfg.eval_data) if cfg.eval_data else None
-    if cfg.judge and not eval_rows:
-        raise ConfigError("--judge scores answers to the eval prompts: pass --eval-data too")
-    loss = trl_loss(cfg)
     lineage, tokenizer = models.tokenizer_for(cfg)
+    if cfg.judge:
+        check_judge(cfg, tokenizer)
     train_set, counts = encode_pairs(train_rows, tokenizer, cfg)
     eval_set, eval_counts = encode_pairs(eval_rows, tokenizer, cfg) if eval_rows else (None, {})
     if not train_set:
-        raise DataError(cfg.data[0], "no usable preference pairs")
-    print(f"[align] {counts['pairs']} training pairs; " + ", ".join(
-        f"{k}: {v}" for k, v in {**train_rows.skipped, **counts}.items() if k != "pairs"), flush=True)
+        raise DataError(cfg.data[0], "no usable preference pairs" + (f" (skipped: {train_rows.skipped})"
+                                                                      if train_rows.skipped else ""))
+    print(f"[align] {len(train_set)} training pairs" + "".join(
+        f", {k.replace('_', ' ')}: {v}" for k, v in {**train_rows.skipped, **counts}.items() if k != "pairs" and v),
+        flush=True)
 
     with Run.open(cfg.output, "dpo", cfg.overwrite, cfg.resume) as out:
         out.start(to_dict(cfg), data={"train": train_rows.files, "eval": eval_rows.files if eval_rows else [],
                                       "counts": {"train": {**counts, **train_rows.skipped}, "eval": eval_counts}})
+        # 2. The policy: SFT lineage merged into the base + a fresh (zero-output) LoRA. Full fine-tuning keeps a
+        # frozen copy as the reference (TRL would otherwise reload the bare base by name), unless the reference
+        # log-probs are precomputed from the untrained model before the first step.
         model = models.prepare(cfg, "causal", lineage, tokenizer)
-        args = train.trainer_args(cfg, out, TRLDPOConfig, max_length=cfg.max_length,
-                                  precompute_ref_log_probs=cfg.precompute_ref_log_probs, **loss)
-        trainer = PreTokenizedDPOTrainer(model=model, args=args, processing_class=tokenizer,
+        if cfg.full:
+            model.requires_grad_(True)  # merging a lineage (peft, inference mode) leaves the weights frozen
+        ref_model = copy.deepcopy(model).eval() if cfg.full and not cfg.precompute_ref_log_probs else None
+        args = train.trainer_args(cfg, out, TRLDPOConfig, **options)
+        trainer = PreTokenizedDPOTrainer(model=model, ref_model=ref_model, args=args, processing_class=tokenizer,
                                          train_dataset=Dataset.from_list(train_set),
                                          eval_dataset=Dataset.from_list(eval_set) if eval_set else None)
+        # TRL copies an existing adapter of a PeftModel into a frozen "ref" adapter. Ours is fresh, so that copy
+        # equals adapters-off; drop it, and TRL takes the reference with the adapter disabled: the merged SFT
+        # model, with no second adapter to run, hold or checkpoint.
+        if "ref" in getattr(trainer.model, "peft_config", {}):
+            trainer.model.delete_adapter("ref")
         train.use_our_callbacks(trainer, out)
-        before = {f"before_{k}": v for k, v in trainer.evaluate().items()} if eval_set and not cfg.resume else {}
+
+        # 3. Evaluate before training (policy == reference: implicit rewards 0, sigmoid loss ln 2; kept in the
+        # manifest for a resumed run), train, evaluate after.
+        before = out.manifest.get("eval_before", {})
+        if eval_set and not before:
+            before = {f"before_{k}": v for k, v in trainer.evaluate().items() if k.startswith("eval_")}
+            out.write(eval_before=before)
         train_out = train.fit(trainer, out, cfg.resume)
         metrics = {**train.standard_metrics(trainer, train_out), **before}
         if eval_set:
-            metrics.update(trainer.evaluate())
-            metrics["eval_implicit_accuracy"] = metrics.get("eval_rewards/accuracies")
-        if cfg.judge:
-            metrics.update(judge(cfg, trainer.model, tokenizer, [r.value["prompt"] for r in eval_rows.rows]))
+            after = {k: v for k, v in trainer.evaluate().items() if k.startswith("eval_")}
+            metrics.update(after, eval_implicit_accuracy=after["eval_rewards/accuracies"],
+                           eval_implicit_margin=after["eval_rewards/margins"])
         train.save_model(trainer.model, tokenizer, out, cfg.full)
         out.write(**train.model_fields(cfg, tokenizer, lineage, "causal"))
         out.finish(metrics)
+        if cfg.judge:  # on the saved run, after it is complete: a judging failure loses no training
+            metrics.update(judge(cfg, out, eval_rows))
+            out.write(metrics=metrics)
     print(train.summarise(out, metrics), flush=True)
+    if "before_eval_logps/chosen" in metrics:
+        print("[align] eval log-probs: chosen {:.2f} -> {:.2f}, rejected {:.2f} -> {:.2f}".format(
+            *(metrics[f"{w}eval_logps/{s}"] for s in ("chosen", "rejected") for w in ("before_", ""))), flush=True)
+    if cfg.judge:
+        print(f"[align] judge {cfg.judge}: reward {metrics['judge_reward']:.3f} vs SFT reference "
+              f"{metrics['judge_reference_reward']:.3f}, win rate {metrics['judge_win_rate']:.2f}", flush=True)
     return out.manifest

@@ -1,96 +1,149 @@
-"""DPO: the reference is the SFT model (loss ln 2 at step 0), a synthetic preference is learned, shared data code."""
+"""DPO: the reference is the SFT model (loss ln 2 before any update), a synthetic preference is learned, and the
+data path is the shared one (rankings -> pairs, bad input exits 2 before a run directory exists)."""
 
 from __future__ import annotations
 
 import json
 import math
+import random
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from align import chat, config, data, dpo, models, sft
+from align import chat, config, data, dpo, evaluate, models, sft
 from align.cli import app
-
-from test_rm import PLAIN
-from test_sft import qa_rows
+from conftest import WORDS, write_jsonl
 
 runner = CliRunner()
+PLAIN = [w for w in WORDS if w != "banana"]
+BETA = 0.1
 
 
 def preference_pairs(n: int, seed: int) -> list[dict]:
     """Chosen = rejected with 'banana' inserted somewhere: the marker is the whole difference."""
-    import random
-
     rng = random.Random(seed)
     out = []
     for _ in range(n):
-        words = [rng.choice(PLAIN) for _ in range(rng.randint(3, 7))]
+        words = rng.choices(PLAIN, k=rng.randint(3, 6))
         marked = list(words)
         marked.insert(rng.randint(0, len(words)), "banana")
-        out.append({"prompt": "tell me about " + " ".join(rng.choice(PLAIN) for _ in range(3)),
+        out.append({"prompt": "tell me about " + " ".join(rng.choices(PLAIN, k=3)),
                     "chosen": " ".join(marked), "rejected": " ".join(words)})
     return out
 
 
-def dpo_cfg(train, out, **kw) -> config.DPOConfig:
-    base = dict(data=[train], output=str(out), epochs=3, batch_size=8, learning_rate=5e-3, lora_r=16, lora_alpha=16,
-                logging_steps=10, warmup_ratio=0.0, beta=0.1)
-    base.update(kw)
-    return config.build(config.DPOConfig, flags=base)
+def dpo_cfg(tmp: Path, out: str, **kw) -> config.DPOConfig:
+    flags = dict(from_run=str(tmp / "sft"), data=[str(tmp / "train.jsonl")], eval_data=[str(tmp / "eval.jsonl")],
+                 output=str(tmp / out), epochs=3, batch_size=16, learning_rate=1e-2, lora_r=8, lora_alpha=16,
+                 warmup_ratio=0.0, logging_steps=5, beta=BETA)
+    return config.build(config.DPOConfig, flags={**flags, **kw})
 
 
 @pytest.fixture(scope="module")
-def sft_and_pairs(tiny_model, tmp_path_factory):
+def tmp(tiny_model, tmp_path_factory) -> Path:
+    """A short SFT run on the tiny model (so the SFT model differs from the base) and the preference files."""
     tmp = tmp_path_factory.mktemp("dpo")
-    (tmp / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa_rows()))
-    sft.run(config.build(config.SFTConfig, flags=dict(model=tiny_model, data=[str(tmp / "qa.jsonl")],
-                                                      output=str(tmp / "sft"), max_steps=30, learning_rate=5e-3)))
-    (tmp / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in preference_pairs(200, 0)))
-    (tmp / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in preference_pairs(60, 1)))
+    rng = random.Random(0)
+    answers = [" ".join(rng.choices(PLAIN, k=4)) for _ in range(16)]
+    write_jsonl(tmp / "sft.jsonl", [{"prompt": "tell me about " + a, "completion": a} for a in answers])
+    sft.run(config.build(config.SFTConfig, flags=dict(model=tiny_model, data=[str(tmp / "sft.jsonl")],
+                                                      output=str(tmp / "sft"), max_steps=15, learning_rate=1e-2,
+                                                      logging_steps=5)))
+    write_jsonl(tmp / "train.jsonl", preference_pairs(160, 0))
+    write_jsonl(tmp / "eval.jsonl", preference_pairs(48, 1))
     return tmp
 
 
+class BananaJudge:
+    """Stands in for `rm.load_reward_model(...)`: +1 per 'banana' (the judge wiring, not an RM, is tested)."""
+
+    def __init__(self, manifest: dict):
+        self.manifest, self.calls = manifest, 0
+
+    def score(self, prompts, responses):
+        self.calls += 1
+        return [float(r.split().count("banana")) for r in responses]
+
+
 @pytest.fixture(scope="module")
-def trained(sft_and_pairs):
-    tmp = sft_and_pairs
-    return dpo.run(dpo_cfg(str(tmp / "train.jsonl"), tmp / "dpo", from_run=str(tmp / "sft"),
-                           eval_data=[str(tmp / "eval.jsonl")]))
+def trained(tmp):
+    from align import rm
+
+    # a judge run directory as `align rm` leaves it (a complete rm manifest with the policy's tokenizer)
+    sft_manifest = json.loads((tmp / "sft" / "align.json").read_text())
+    (tmp / "rm").mkdir()
+    judge = BananaJudge({**sft_manifest, "stage": "rm"})
+    (tmp / "rm" / "align.json").write_text(json.dumps(judge.manifest))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rm, "load_reward_model", lambda run_dir: judge)
+        manifest = dpo.run(dpo_cfg(tmp, "dpo", judge=str(tmp / "rm"), judge_max_new_tokens=6))
+    return manifest, judge
 
 
-def test_step_zero_policy_equals_the_sft_reference(trained):
-    m = trained["metrics"]
-    # evaluated before the first update: implicit rewards 0, sigmoid loss ln 2 -- only if reference == SFT model
-    assert m["before_eval_loss"] == pytest.approx(math.log(2), abs=1e-4)
-    assert m["before_eval_rewards/chosen"] == pytest.approx(0.0, abs=1e-4)
-    assert m["before_eval_rewards/rejected"] == pytest.approx(0.0, abs=1e-4)
+def test_before_any_update_the_policy_is_the_sft_reference(trained):
+    m = trained[0]["metrics"]
+    # evaluate() before training, and the step-1 training loss (computed in the forward before the first update)
+    assert m["before_eval_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert m["loss_start"] == pytest.approx(math.log(2), abs=1e-6)
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins"):
+        assert m[f"before_eval_{key}"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_learns_the_preference(trained):
-    m = trained["metrics"]
-    assert m["loss_end"] < m["loss_start"] and m["eval_loss"] < math.log(2)
-    assert m["eval_implicit_accuracy"] > 0.9, m
-    assert trained["lineage"]["adapters"][-1].endswith("sft/adapter")
-
-
-def test_reference_would_differ_if_it_were_the_base(sft_and_pairs, tiny_model):
-    """The step-0 check can fail: the bare base and the SFT model give different log-probs."""
-    tok = models.load_tokenizer(tiny_model)
-    pair = data.load_pairs(str(sft_and_pairs / "eval.jsonl")).values()[0]
-    ids = chat.conversation_ids(tok, pair["prompt"], pair["chosen"])
-    import torch
-
+def test_a_bare_base_reference_would_fail_that_check(tmp, tiny_model):
+    """The check above has teeth: against the base, the SFT model's implicit rewards are far from 0."""
     base = models.load_base(tiny_model)
-    sft_model, _, _ = models.load_run(str(sft_and_pairs / "sft"))
-    with torch.no_grad():
-        x = torch.tensor([ids])
-        assert not torch.allclose(base(x).logits, sft_model(x).logits, atol=1e-3)
+    sft_model, tok, _ = models.load_run(str(tmp / "sft"))
+    pairs = data.load_pairs(str(tmp / "eval.jsonl")).values()[:8]
+    rewards = [BETA * (evaluate.sequence_logprob(sft_model, tok, p["prompt"], p["chosen"][0]["content"])
+                       - evaluate.sequence_logprob(base, tok, p["prompt"], p["chosen"][0]["content"]))
+               for p in pairs]
+    assert sum(abs(r) for r in rewards) / len(rewards) > 0.1, rewards
 
 
-def test_saved_policy_is_a_plain_adapter(trained, sft_and_pairs):
-    adapter = sft_and_pairs / "dpo" / "adapter"
+def test_learns_the_preference_and_logs_it(trained, tmp):
+    manifest, _ = trained
+    m = manifest["metrics"]
+    assert m["loss_end"] < m["loss_start"] and m["eval_loss"] < 0.5 * math.log(2), m
+    assert m["eval_implicit_accuracy"] > 0.9 and m["eval_implicit_margin"] > 0, m
+    gap = {w: m[f"{w}eval_logps/chosen"] - m[f"{w}eval_logps/rejected"] for w in ("before_", "")}
+    assert gap[""] > gap["before_"], gap
+    logs = [json.loads(line) for line in (tmp / "dpo" / "logs.jsonl").read_text().splitlines()]
+    train_lines = [x for x in logs if "loss" in x]
+    assert {"rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"} <= set(train_lines[-1])
+    assert [x["step"] for x in logs if "eval_rewards/accuracies" in x] == [0, m["steps"]]  # before and after
+
+
+def test_judge_scores_the_saved_policy_against_the_sft_model(trained, tmp):
+    manifest, judge = trained
+    m = manifest["metrics"]
+    assert judge.calls == 2 and m["judge_prompts"] == len({r["prompt"] for r in preference_pairs(48, 1)})
+    # the policy learned to say 'banana', the SFT model never does
+    assert m["judge_reward"] > m["judge_reference_reward"] and m["judge_win_rate"] > 0.5
+
+
+def test_output_is_a_run_like_any_stage(trained, tmp):
+    manifest, _ = trained
+    assert manifest["stage"] == "dpo" and manifest["status"] == "complete"
+    assert manifest["lineage"]["adapters"][-1].endswith("sft/adapter")
+    adapter = tmp / "dpo" / "adapter"
     assert (adapter / "adapter_model.safetensors").exists() and not (adapter / "ref").exists()
-    model, tok, manifest = models.load_run(str(sft_and_pairs / "dpo"))
-    assert manifest["stage"] == "dpo"
+    assert not (tmp / "dpo" / "checkpoints").exists()
+    result = runner.invoke(app, ["generate", str(tmp / "dpo"), "-p", "tell me about cat", "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+
+
+def test_full_fine_tuning_keeps_the_sft_model_as_reference(tmp):
+    """Without an adapter to switch off, TRL would reload the bare base by name; we hand it the SFT model."""
+    m = dpo.run(dpo_cfg(tmp, "dpo-full", full=True, max_steps=1, learning_rate=1e-4))["metrics"]
+    assert m["before_eval_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert m["before_eval_rewards/chosen"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_precomputed_reference_log_probs(tmp):
+    m = dpo.run(dpo_cfg(tmp, "dpo-pre", precompute_ref_log_probs=True, max_steps=1))["metrics"]
+    assert m["before_eval_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert m["loss_start"] == pytest.approx(math.log(2), abs=1e-6)
 
 
 def test_prompt_and_responses_split_at_tokens_and_end_at_end_of_turn(tiny_model):
@@ -100,21 +153,35 @@ def test_prompt_and_responses_split_at_tokens_and_end_at_end_of_turn(tiny_model)
     counts = {"truncated_prompts": 0, "truncated_responses": 0}
     cfg = config.build(config.DPOConfig, flags=dict(max_prompt_length=20, max_length=40))
     row = dpo.encode_pair(tok, v, cfg, counts)
-    eot = chat.end_of_turn_id(tok)
-    assert len(row["prompt_ids"]) == 20 and tok.decode(row["prompt_ids"]).endswith("assistant\n")
-    assert row["chosen_ids"][-1] == eot and tok.decode(row["chosen_ids"]) == "blue<|im_end|>"
+    assert len(row["prompt_ids"]) == 20 and tok.decode(row["prompt_ids"]).endswith("<|im_start|>assistant\n")
+    assert row["chosen_ids"][-1] == chat.end_of_turn_id(tok) and tok.decode(row["chosen_ids"]) == "blue<|im_end|>"
     assert len(row["rejected_ids"]) == 20 and counts == {"truncated_prompts": 1, "truncated_responses": 1}
+    # untruncated, prompt + response is exactly the templated conversation
+    row = dpo.encode_pair(tok, v, config.DPOConfig(), counts)
+    assert row["prompt_ids"] + row["chosen_ids"] == chat.conversation_ids(tok, v["prompt"], v["chosen"])
 
 
-def test_ranked_data_and_bad_input(sft_and_pairs, jsonl, tmp_path):
-    ranked = jsonl("ranked.jsonl", [{"prompt": "p", "responses": ["a", "b", "c"]}])
-    loaded = data.load_pairs(ranked)  # the very loader the RM stage uses
-    assert len(loaded.rows) == 3
-    bad = jsonl("bad.jsonl", [{"prompt": "p", "responses": ["only one"]}])
-    result = runner.invoke(app, ["dpo", "--from", str(sft_and_pairs / "sft"), "--data", bad, "--output",
-                                 str(tmp_path / "o")])
-    assert result.exit_code == 2 and "a ranking needs at least two responses" in result.output
+def test_rankings_become_pairs_as_in_the_rm_stage(tiny_model, jsonl):
+    tok = models.load_tokenizer(tiny_model)
+    ranked = jsonl("ranked.jsonl", [{"prompt": "p", "responses": ["best", "middle", "worst"]}])
+    rows, counts = dpo.encode_pairs(data.load_pairs(ranked), tok, config.DPOConfig())
+    said = [(tok.decode(r["chosen_ids"]), tok.decode(r["rejected_ids"])) for r in rows]
+    assert said == [("best<|im_end|>", "middle<|im_end|>"), ("best<|im_end|>", "worst<|im_end|>"),
+                    ("middle<|im_end|>", "worst<|im_end|>")] and counts["pairs"] == 3
+
+
+@pytest.mark.parametrize("rows, flags, message", [
+    ([{"prompt": "p", "responses": ["only one"]}], [], "a ranking needs at least two responses"),
+    ([{"prompt": "p", "chosen": "a"}], [], "missing field"),
+    ([{"prompt": "p", "chosen": "a", "rejected": "b"}], ["--loss-type", "ipo", "--label-smoothing", "0.1"],
+     "label_smoothing has no effect with loss_type 'ipo'"),
+    ([{"prompt": "p", "chosen": "a", "rejected": "b"}], ["--loss-type", "dpo"], "unknown loss_type 'dpo'"),
+    ([{"prompt": "p", "chosen": "a", "rejected": "b"}], ["--max-prompt-length", "2000"], "max_prompt_length"),
+    ([{"prompt": "p", "chosen": "a", "rejected": "b"}], ["--judge", "SFT"], "not a reward model"),
+])
+def test_bad_input_exits_2_before_a_run_directory_exists(tmp, jsonl, tmp_path, rows, flags, message):
+    flags = [str(tmp / "sft") if f == "SFT" else f for f in flags]
+    result = runner.invoke(app, ["dpo", "--from", str(tmp / "sft"), "--data", jsonl("d.jsonl", rows),
+                                 "--eval-data", jsonl("e.jsonl", rows), "--output", str(tmp_path / "o"), *flags])
+    assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "o").exists()
-    result = runner.invoke(app, ["dpo", "--from", str(sft_and_pairs / "sft"), "--data", ranked, "--output",
-                                 str(tmp_path / "o"), "--loss-type", "ipo", "--label-smoothing", "0.1"])
-    assert result.exit_code == 2 and "label_smoothing has no effect with loss_type 'ipo'" in result.output
