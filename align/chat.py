@@ -141,11 +141,24 @@ def prompt_text(tokenizer, prompt: list[dict]) -> str:
     return render(tokenizer, prompt, add_generation_prompt=True)
 
 
-def conversation_ids(tokenizer, prompt: list[dict], response: list[dict]) -> list[int]:
-    """prompt + response with the template, ending exactly at the response's end-of-turn token.
+def encode_conversation(tokenizer, prompt: list[dict], response: list[dict]) -> Encoded:
+    """prompt + response with the template, ending exactly at the response's end-of-turn token; the loss
+    mask marks the last response turn (what the model produced), so callers can tell its length.
 
     Reward models read their score at the last token, so it must be the end-of-turn token, never padding
     or the template's trailing newline.
     """
     text, spans = assistant_spans(tokenizer, prompt + response)
-    return encode_text(tokenizer, text[: spans[-1][1]], None, None, False).input_ids
+    return encode_text(tokenizer, text[: spans[-1][1]], spans[-1:], None, False)
+
+
+def conversation_ids(tokenizer, prompt: list[dict], response: list[dict]) -> list[int]:
+    return encode_conversation(tokenizer, prompt, response).input_ids
+
+
+def truncate_left(tokenizer, ids: list[int], max_length: int) -> list[int]:
+    """Keep the last `max_length` tokens (the end of the conversation); a leading BOS token stays."""
+    if len(ids) <= max_length:
+        return ids
+    head = ids[:1] if tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id else []
+    return head + ids[len(ids) - max_length + len(head):]

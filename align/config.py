@@ -83,14 +83,29 @@ class SFTConfig(TrainConfig):
 
 @dataclass
 class RMConfig(TrainConfig):
-    """Reward model: a scalar score head trained on comparisons with the Bradley-Terry loss."""
+    """Reward model: a scalar score head trained on comparisons with the Bradley-Terry loss.
 
-    learning_rate: float = opt(2e-4, "Peak learning rate (LoRA; the score head trains with it).")
+    Defaults suit a small model (SmolLM2-135M) with LoRA: a LoRA learning rate (~20x InstructGPT's full
+    fine-tuning 9e-6; the fresh score head trains with it too), one epoch (InstructGPT: a reward model
+    overfits after one pass), and 1024 tokens, which hold ~95% of HH-RLHF helpful conversations whole with
+    SmolLM2's template (median ~340); longer ones lose their oldest prompt tokens, not the answer.
+    """
+
+    learning_rate: float = opt(2e-4, "Peak learning rate (LoRA; the score head trains with it; full FT wants ~1e-5).")
+    epochs: float = opt(1.0, "Passes over the pairs: reward models overfit after one (InstructGPT).")
     batch_size: int = opt(16, "Comparison pairs per step; a prompt's pairs are never split across steps.")
     max_length: int = opt(1024, "Longest prompt+response in tokens (see truncation).")
     truncation: str = opt("left", "Over-long conversations: 'left' drops the oldest prompt tokens and keeps the "
-                                  "response and its end-of-turn token; 'drop' skips the pair. Counted either way.")
-    center_rewards_coef: float = opt(0.01, "Weight of mean((r_chosen + r_rejected)^2): keeps rewards centred on 0.")
+                                  "response and its end-of-turn token (a pair whose response alone is too long "
+                                  "is dropped); 'drop' skips every over-long pair. Counted either way.")
+    center_rewards_coef: float = opt(0.01, "Weight of mean((r_chosen + r_rejected)^2) (Eisenstein et al. 2023): "
+                                           "pins the reward's free offset near 0, so PPO's reward scale is stable.")
+
+    def __post_init__(self) -> None:
+        if self.truncation not in ("left", "drop"):
+            raise ConfigError(f"truncation must be 'left' or 'drop', got {self.truncation!r}")
+        if self.center_rewards_coef < 0:
+            raise ConfigError(f"center_rewards_coef must be >= 0, got {self.center_rewards_coef}")
 
 
 @dataclass

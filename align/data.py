@@ -282,18 +282,18 @@ def _split_last_turn(msgs: list[dict], where: tuple[str, int], key: str) -> tupl
     return msgs[: last_user + 1], msgs[last_user + 1:]
 
 
-def _number(rec: dict, key: str, where: tuple[str, int], required: bool = False) -> float | None:
+def _number(rec: dict, key: str, where: tuple[str, int], required: bool = False, field: str | None = None) -> float | None:
     value = rec.get(key)
     if value is None or value == "":
         if required:
-            raise DataError(where[0], "missing field", where[1], key)
+            raise DataError(where[0], "missing field", where[1], field or key)
         return None
     try:
         if isinstance(value, bool):
             raise ValueError
         return float(value)
     except (TypeError, ValueError):
-        raise DataError(where[0], f"expected a number, got {value!r}", where[1], key) from None
+        raise DataError(where[0], f"expected a number, got {value!r}", where[1], field or key) from None
 
 
 def ranked_pairs(responses: list[tuple[list[dict], float]]) -> list[tuple[int, int]]:
@@ -308,10 +308,11 @@ def _ranked_responses(rec: dict, where: tuple[str, int]) -> list[tuple[list[dict
         raise DataError(where[0], "expected a list of responses", where[1], "responses")
     if len(items) < 2:
         raise DataError(where[0], f"a ranking needs at least two responses, got {len(items)}", where[1], "responses")
-    out = []
+    out, kinds = [], set()
     for i, item in enumerate(items):
         f = f"responses[{i}]"
         if isinstance(item, (str, list)):  # listed best -> worst
+            kinds.add("order")
             out.append((_as_messages(item, "assistant", where, f), float(len(items) - i)))
             continue
         if not isinstance(item, dict):
@@ -320,12 +321,17 @@ def _ranked_responses(rec: dict, where: tuple[str, int]) -> list[tuple[list[dict
         if key is None:
             raise DataError(where[0], "missing field 'text'", where[1], f)
         if "rank" in item:  # 1 = best
-            quality = -_number(item, "rank", (where[0], where[1]), True)
+            kinds.add("rank")
+            quality = -_number(item, "rank", where, True, f"{f}.rank")
         elif "score" in item:
-            quality = _number(item, "score", where, True)
+            kinds.add("score")
+            quality = _number(item, "score", where, True, f"{f}.score")
         else:
             raise DataError(where[0], "needs a 'rank' or 'score'", where[1], f)
         out.append((_as_messages(item[key], "assistant", where, f"{f}.{key}"), quality))
+    if len(kinds) > 1:  # e.g. rank 1 (best) vs score 1 (low) would compare meaningless numbers
+        raise DataError(where[0], "mixes " + " and ".join(sorted(kinds)) + "; use one way of ranking per row "
+                        "(all listed best -> worst, all with 'rank', or all with 'score')", where[1], "responses")
     return out
 
 

@@ -2,16 +2,18 @@
 
 Read and validate comparisons (pairs, HH-RLHF dialogues, rankings -> pairs) -> tokenise each distinct
 response of a prompt once, ending at its end-of-turn token -> claim the run directory -> base (+lineage)
-as a 1-output sequence classifier with LoRA (the score head trains and is saved with the adapter) ->
-Bradley-Terry loss over all pairs of a prompt in one batch element (as InstructGPT does, so K responses
-are encoded once, not K-1 times) -> eval accuracy/margin -> record the reward mean/std for PPO.
+as a 1-output sequence classifier with LoRA (task SEQ_CLS: the score head trains and is saved with the
+adapter) -> Bradley-Terry loss over all pairs of a prompt in one batch (as InstructGPT does, so K ranked
+responses are encoded once, not K-1 times) -> eval accuracy/margin -> record the reward mean/std for PPO.
 
-The score is read at each sequence's last token, found from the attention mask. (HF's own sequence
-classifiers look for the first pad token, which is wrong when pad == EOS, as in SmolLM2.)
+The score is read at each sequence's last real token, found from the attention mask (right padding). HF's
+own sequence classifiers read the rightmost token that is not the pad token: when pad == EOS (SmolLM2, our
+test model) that is the token *before* the end-of-turn token, so their pooled output is not used.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +27,23 @@ from align.config import RMConfig, to_dict
 from align.errors import DataError
 from align.runs import Run
 
+NORM_SAMPLE = 4096  # responses scored for the reward mean/std: enough for ~2% precision, cheap on big sets
+
 
 # --- encoding: groups of responses to one prompt ---------------------------------------------------------
+
+def encode_response(tokenizer, prompt: list[dict], response: list[dict], max_length: int) -> tuple[list[int], str]:
+    """One conversation as the RM reads it, in training and in scoring alike -> (ids, status).
+
+    Over max_length it keeps its end (truncation 'left'): the oldest prompt tokens go, a leading BOS stays.
+    status: "ok", "truncated" (only prompt tokens were cut) or "too_long" (the response alone does not fit).
+    """
+    enc = chat.encode_conversation(tokenizer, prompt, response)
+    if len(enc.input_ids) <= max_length:
+        return enc.input_ids, "ok"
+    status = "truncated" if sum(enc.loss_mask) < max_length else "too_long"
+    return chat.truncate_left(tokenizer, enc.input_ids, max_length), status
+
 
 @dataclass
 class Group:
@@ -36,38 +53,35 @@ class Group:
     pairs: list[tuple[int, int, float]]  # (chosen, rejected, margin)
 
 
-def _truncate(ids: list[int], max_length: int, side: str) -> list[int] | None:
-    if len(ids) <= max_length:
-        return ids
-    return ids[-max_length:] if side == "left" else None
+def encode_groups(loaded: data.Loaded, tokenizer, max_length: int,
+                  truncation: str) -> tuple[list[Group], dict[str, int]]:
+    """Pairs -> groups (the pairs of one ranking share `group`); counts the pairs cut or dropped for length.
 
-
-def encode_groups(loaded: data.Loaded, tokenizer, max_length: int, truncation: str) -> tuple[list[Group], dict[str, int]]:
-    """Pairs -> groups (rows sharing `group` come from one ranking or one prompt); counts what was cut."""
-    if truncation not in ("left", "drop"):
-        raise DataError("(config)", f"truncation must be 'left' or 'drop', not {truncation!r}")
-    groups: dict[int, tuple[dict[str, int], Group]] = {}
-    counts = {"pairs": 0, "truncated_responses": 0, "dropped_pairs": 0}
+    truncation 'left' keeps a conversation's end; a pair is dropped only if a response alone is too long.
+    truncation 'drop' drops every pair with a side over max_length.
+    """
+    encoded: dict[int, dict[str, tuple[list[int], str]]] = {}  # group -> response -> (ids, status)
+    kept: dict[int, list[tuple[str, str, float]]] = {}  # group -> pairs kept
+    counts = {"pairs": 0, "truncated_pairs": 0, "dropped_pairs": 0}
     for row in loaded.rows:
-        v = row.value
-        index, group = groups.setdefault(v["group"], ({}, Group([], [])))
-        ids = []
-        for side in ("chosen", "rejected"):
-            key = repr(v[side])
-            if key not in index:
-                full = chat.conversation_ids(tokenizer, v["prompt"], v[side])
-                cut = _truncate(full, max_length, truncation)
-                counts["truncated_responses"] += cut is not None and len(cut) < len(full)
-                index[key] = len(group.sequences) if cut is not None else -1
-                if cut is not None:
-                    group.sequences.append(cut)
-            ids.append(index[key])
-        if -1 in ids:
+        v, responses = row.value, encoded.setdefault(row.value["group"], {})
+        keys = [repr(v["chosen"]), repr(v["rejected"])]
+        for key, side in zip(keys, ("chosen", "rejected")):
+            if key not in responses:  # each distinct response of a prompt is encoded (and scored) once
+                responses[key] = encode_response(tokenizer, v["prompt"], v[side], max_length)
+        statuses = {responses[k][1] for k in keys}
+        if "too_long" in statuses or (truncation == "drop" and "truncated" in statuses):
             counts["dropped_pairs"] += 1
             continue
-        group.pairs.append((ids[0], ids[1], v["margin"] or 0.0))
+        counts["truncated_pairs"] += "truncated" in statuses
         counts["pairs"] += 1
-    return [g for _, g in groups.values() if g.pairs], counts
+        kept.setdefault(v["group"], []).append((*keys, v["margin"] or 0.0))
+    groups = []
+    for g, pairs in kept.items():
+        used = list(dict.fromkeys(k for c, r, _ in pairs for k in (c, r)))  # responses of dropped pairs go
+        at = {k: i for i, k in enumerate(used)}
+        groups.append(Group([encoded[g][k][0] for k in used], [(at[c], at[r], m) for c, r, m in pairs]))
+    return groups, counts
 
 
 def batches_of(groups: list[Group], pairs_per_batch: int, seed: int) -> list[list[Group]]:
@@ -83,46 +97,9 @@ def batches_of(groups: list[Group], pairs_per_batch: int, seed: int) -> list[lis
     return out + ([current] if current else [])
 
 
-def collate(pad_id: int, batch: list[list[Group]]) -> dict[str, torch.Tensor]:
-    """One pre-built batch of groups -> right-padded sequences + pair indices into them."""
-    (groups,) = batch
-    seqs, chosen, rejected, margin = [], [], [], []
-    for g in groups:
-        base = len(seqs)
-        seqs += g.sequences
-        for c, r, m in g.pairs:
-            chosen.append(base + c)
-            rejected.append(base + r)
-            margin.append(m)
-    width = max(map(len, seqs))
-    return {"input_ids": torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs]),
-            "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs]),
-            "chosen": torch.tensor(chosen), "rejected": torch.tensor(rejected), "margin": torch.tensor(margin)}
-
-
-# --- the score -------------------------------------------------------------------------------------------
-
-def sequence_rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The score head at each row's last real token (right padding)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    backbone = getattr(inner, inner.base_model_prefix)
-    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-    last = attention_mask.sum(-1) - 1
-    picked = hidden[torch.arange(len(input_ids), device=hidden.device), last]
-    head = inner.score
-    return head(picked.to(head.weight.dtype if hasattr(head, "weight") else picked.dtype)).squeeze(-1).float()
-
-
-def bradley_terry(rewards: torch.Tensor, batch: dict[str, torch.Tensor], center_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """-log sigmoid(r_chosen - r_rejected - margin), plus the centring term; returns (loss, r_c - r_r)."""
-    diff = rewards[batch["chosen"]] - rewards[batch["rejected"]]
-    loss = -F.logsigmoid(diff - batch["margin"].to(diff)).mean()
-    if center_coef:
-        loss = loss + center_coef * ((rewards[batch["chosen"]] + rewards[batch["rejected"]]) ** 2).mean()
-    return loss, diff
-
-
 class GroupedBatches(torch.utils.data.Dataset):
+    """Pre-built batches as dataset items: the Trainer (batch size 1) shuffles their order every epoch."""
+
     def __init__(self, batches: list[list[Group]]):
         self.batches = batches
 
@@ -133,82 +110,158 @@ class GroupedBatches(torch.utils.data.Dataset):
         return self.batches[i]
 
 
-class RewardTrainer(Trainer):
+def pad_right(seqs: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(map(len, seqs))
+    return {"input_ids": torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs]),
+            "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])}
+
+
+def collate(pad_id: int, batch: list[list[Group]]) -> dict[str, torch.Tensor]:
+    """One pre-built batch of groups -> its distinct sequences, right-padded, and pair indices into them."""
+    (groups,) = batch
+    seqs, chosen, rejected, margin = [], [], [], []
+    for g in groups:
+        base = len(seqs)
+        seqs += g.sequences
+        for c, r, m in g.pairs:
+            chosen.append(base + c)
+            rejected.append(base + r)
+            margin.append(m)
+    return {**pad_right(seqs, pad_id), "chosen": torch.tensor(chosen), "rejected": torch.tensor(rejected),
+            "margin": torch.tensor(margin)}
+
+
+# --- the score and the loss ------------------------------------------------------------------------------
+
+def score_head(model) -> torch.nn.Module:
+    """The `score` layer under any DDP / peft wrapping (peft's copy of it when the head is trained)."""
+    from accelerate.utils import extract_model_from_parallel
+
+    inner = extract_model_from_parallel(model)
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    return inner.score
+
+
+def sequence_rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Each row's score at its last real token (right padding: attention-mask length - 1).
+
+    The model's own forward runs (so DDP, peft and 4-bit all work as usual); a hook keeps the score head's
+    per-token output, from which we take the last real position instead of HF's pad-token-based one.
+    """
+    per_token = []
+    hook = score_head(model).register_forward_hook(lambda _module, _args, out: per_token.append(out))
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    finally:
+        hook.remove()
+    last = attention_mask.sum(-1) - 1
+    return per_token[-1][torch.arange(len(last), device=last.device), last, 0].float()
+
+
+def bradley_terry(rewards: torch.Tensor, batch: dict[str, torch.Tensor],
+                  center_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """-log sigmoid(r_chosen - r_rejected - margin), plus the centring term; returns (loss, r_c - r_r)."""
+    r_c, r_r = rewards[batch["chosen"]], rewards[batch["rejected"]]
+    diff = r_c - r_r
+    loss = -F.logsigmoid(diff - batch["margin"].to(diff)).mean()
+    if center_coef:
+        loss = loss + center_coef * ((r_c + r_r) ** 2).mean()
+    return loss, diff
+
+
+class GroupedRewardTrainer(Trainer):
     """The Trainer's loop (checkpoints, resume, logging) with our grouped pairwise loss and eval metrics."""
 
-    def __init__(self, *args, center_coef: float, eval_batches: list[list[Group]] | None, **kwargs):
+    def __init__(self, *args, center_coef: float, **kwargs):
         super().__init__(*args, **kwargs)
-        self.center_coef, self.eval_batches = center_coef, eval_batches
+        self.center_coef = center_coef
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        rewards = sequence_rewards(model, inputs["input_ids"], inputs["attention_mask"])
-        loss, diff = bradley_terry(rewards, inputs, self.center_coef)
+        loss, diff = bradley_terry(sequence_rewards(model, inputs["input_ids"], inputs["attention_mask"]),
+                                   inputs, self.center_coef)
         return (loss, {"diff": diff}) if return_outputs else loss
 
     @torch.no_grad()
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-        if not self.eval_batches:
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval") -> dict[str, float]:
+        """Pairwise accuracy, mean margin r_c - r_r and the plain Bradley-Terry loss on the eval pairs."""
+        batches = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if not batches:
             return {}
+        was_training = self.model.training
         self.model.eval()
         losses, diffs = [], []
-        for groups in self.eval_batches:
+        for groups in batches:
             inputs = self._prepare_inputs(collate(self.processing_class.pad_token_id, [groups]))
-            rewards = sequence_rewards(self.model, inputs["input_ids"], inputs["attention_mask"])
-            loss, diff = bradley_terry(rewards, inputs, 0.0)
+            loss, diff = bradley_terry(sequence_rewards(self.model, inputs["input_ids"], inputs["attention_mask"]),
+                                       inputs, 0.0)
             losses.append(float(loss) * len(diff))
-            diffs.append(diff.float().cpu())
+            diffs.append(diff.cpu())
         d = torch.cat(diffs)
-        metrics = {f"{metric_key_prefix}_loss": sum(losses) / len(d), f"{metric_key_prefix}_accuracy": float((d > 0).float().mean()),
+        metrics = {f"{metric_key_prefix}_loss": sum(losses) / len(d),
+                   f"{metric_key_prefix}_accuracy": float((d > 0).float().mean()),
                    f"{metric_key_prefix}_mean_margin": float(d.mean())}
+        self.model.train(was_training)
         self.log(metrics)
-        self.model.train()
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
 
 @torch.no_grad()
-def reward_stats(model, groups: list[Group], pad_id: int, batch: int = 32) -> dict[str, float]:
-    """Mean and std of the reward over the training responses: PPO normalises its scores with them."""
+def reward_stats(model, groups: list[Group], pad_id: int, seed: int, batch: int = 32) -> dict[str, float]:
+    """Mean and std of the reward over the training responses (a sample of NORM_SAMPLE on big sets): PPO
+    standardises its scores with them."""
     model.eval()
     device = next(model.parameters()).device
     seqs = [s for g in groups for s in g.sequences]
+    if len(seqs) > NORM_SAMPLE:
+        seqs = random.Random(seed).sample(seqs, NORM_SAMPLE)
+    seqs.sort(key=len)  # batches of similar length waste little on padding
     out = []
     for i in range(0, len(seqs), batch):
-        chunk = seqs[i: i + batch]
-        b = collate(pad_id, [[Group(chunk, [(0, 0, 0.0)])]])
-        out.append(sequence_rewards(model, b["input_ids"].to(device), b["attention_mask"].to(device)).cpu())
+        inputs = {k: t.to(device) for k, t in pad_right(seqs[i: i + batch], pad_id).items()}
+        out.append(sequence_rewards(model, **inputs).cpu())
     r = torch.cat(out)
     return {"mean": float(r.mean()), "std": float(r.std()) if len(r) > 1 else 1.0, "n": len(r)}
 
 
+# --- the stage -------------------------------------------------------------------------------------------
+
+def _encode(loaded: data.Loaded, tokenizer, cfg: RMConfig, what: str) -> tuple[list[Group], dict[str, int]]:
+    """Encode, then say (and return for the manifest) how many pairs were kept, cut, dropped or skipped."""
+    groups, counts = encode_groups(loaded, tokenizer, cfg.max_length, cfg.truncation)
+    counts = {**counts, **loaded.skipped}
+    notes = "".join(f"; {k.replace('_', ' ')}: {v}" for k, v in counts.items() if v and k != "pairs")
+    print(f"[align] {what}: {counts['pairs']} pairs in {len(groups)} prompt groups{notes}", flush=True)
+    if not groups:
+        raise DataError(loaded.files[0]["path"], f"no usable comparison pairs{notes}")
+    return groups, counts
+
+
 def run(cfg: RMConfig) -> dict[str, Any]:
-    # 1. Validate and tokenise everything before a model or run directory exists.
+    # 1. Everything that can be wrong with the input is found before a model or run directory exists.
     train_rows = data.load_pairs(cfg.data)
     eval_rows = data.load_pairs(cfg.eval_data) if cfg.eval_data else None
     lineage, tokenizer = models.tokenizer_for(cfg)
-    train_groups, counts = encode_groups(train_rows, tokenizer, cfg.max_length, cfg.truncation)
-    eval_groups, eval_counts = encode_groups(eval_rows, tokenizer, cfg.max_length, cfg.truncation) if eval_rows else ([], {})
-    if not train_groups:
-        raise DataError(cfg.data[0], "no usable comparison pairs")
-    skipped = {**train_rows.skipped, **{k: v for k, v in counts.items() if k != "pairs"}}
-    print(f"[align] {counts['pairs']} training pairs in {len(train_groups)} prompt groups; "
-          + ", ".join(f"{k}: {v}" for k, v in skipped.items()), flush=True)
+    train_groups, train_counts = _encode(train_rows, tokenizer, cfg, "train")
+    eval_groups, eval_counts = _encode(eval_rows, tokenizer, cfg, "eval") if eval_rows else ([], {})
 
     with Run.open(cfg.output, "rm", cfg.overwrite, cfg.resume) as out:
         out.start(to_dict(cfg), data={"train": train_rows.files, "eval": eval_rows.files if eval_rows else [],
-                                      "counts": {"train": {**counts, **train_rows.skipped}, "eval": eval_counts}})
+                                      "counts": {"train": train_counts, "eval": eval_counts}})
         model = models.prepare(cfg, "seq_cls", lineage, tokenizer)
+        # a dataset item is a whole batch of groups (so a prompt's pairs are never split): batch size 1
         args = train.trainer_args(cfg, out, TrainingArguments, per_device_train_batch_size=1,
                                   per_device_eval_batch_size=1)
-        trainer = RewardTrainer(
-            model=model, args=args, processing_class=tokenizer,
+        trainer = GroupedRewardTrainer(
+            model=model, args=args, processing_class=tokenizer, center_coef=cfg.center_rewards_coef,
             train_dataset=GroupedBatches(batches_of(train_groups, cfg.batch_size, cfg.seed)),
-            data_collator=lambda b: collate(tokenizer.pad_token_id, b), center_coef=cfg.center_rewards_coef,
-            eval_batches=batches_of(eval_groups, cfg.batch_size, cfg.seed) if eval_groups else None)
+            eval_dataset=GroupedBatches(batches_of(eval_groups, cfg.batch_size, cfg.seed)) if eval_groups else None,
+            data_collator=lambda b: collate(tokenizer.pad_token_id, b))
         train.use_our_callbacks(trainer, out)
         train_out = train.fit(trainer, out, cfg.resume)
         metrics = train.standard_metrics(trainer, train_out)
         metrics.update(trainer.evaluate())
-        norm = reward_stats(trainer.model, train_groups, tokenizer.pad_token_id)
+        norm = reward_stats(trainer.model, train_groups, tokenizer.pad_token_id, cfg.seed)
         train.save_model(trainer.model, tokenizer, out, cfg.full)
         out.write(reward_norm=norm, **train.model_fields(cfg, tokenizer, lineage, "seq_cls"))
         out.finish(metrics)
@@ -216,23 +269,31 @@ def run(cfg: RMConfig) -> dict[str, Any]:
     return out.manifest
 
 
-# --- using a reward model --------------------------------------------------------------------------------
+# --- using a reward model (align score, align eval, PPO, DPO's judge) ----------------------------------
 
 def encode_for_scoring(tokenizer, prompts: list[list[dict]], responses: list[str | list[dict]],
                        manifest: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Exactly the training tokenisation (template, end-of-turn, left truncation) for prompt/response pairs."""
-    max_length = manifest["config"]["max_length"]
+    """Exactly the training tokenisation (template, end-of-turn, left truncation), right-padded; `last_index`
+    is where the score is read."""
     seqs = []
     for p, r in zip(prompts, responses):
         resp = [{"role": "assistant", "content": r if r.strip() else " "}] if isinstance(r, str) else r
-        seqs.append(chat.conversation_ids(tokenizer, p, resp)[-max_length:])
-    b = collate(tokenizer.pad_token_id, [[Group(seqs, [(0, 0, 0.0)])]])
-    b["last_index"] = b["attention_mask"].sum(-1) - 1
-    return b
+        seqs.append(encode_response(tokenizer, p, resp, manifest["config"]["max_length"])[0])
+    batch = pad_right(seqs, tokenizer.pad_token_id)
+    batch["last_index"] = batch["attention_mask"].sum(-1) - 1
+    return batch
+
+
+def split_answer(messages: list[dict]) -> tuple[list[dict], list[dict]]:
+    """A conversation -> (prompt, answer): the answer is what follows the last non-assistant turn."""
+    last = max((i for i, m in enumerate(messages) if m["role"] != "assistant"), default=-1)
+    if last == len(messages) - 1:
+        raise ValueError("the conversation must end with an assistant turn")
+    return messages[: last + 1], messages[last + 1:]
 
 
 class RewardModel:
-    """A trained RM ready to score: `score(prompts, responses)` with prompts as message lists."""
+    """A trained RM, ready to score: prompts are message lists, responses text (or assistant messages)."""
 
     def __init__(self, model, tokenizer, manifest: dict[str, Any], batch_size: int = 16):
         self.model, self.tokenizer, self.manifest, self.batch_size = model, tokenizer, manifest, batch_size
@@ -247,6 +308,13 @@ class RewardModel:
             out += sequence_rewards(self.model, b["input_ids"].to(device), b["attention_mask"].to(device)).tolist()
         return out
 
+    def score_conversations(self, conversations: list[list[dict]]) -> list[float]:
+        """Whole conversations, each ending with the assistant answer to score."""
+        if not conversations:
+            return []
+        prompts, answers = zip(*map(split_answer, conversations))
+        return self.score(list(prompts), list(answers))
+
 
 def load_reward_model(run_dir: str, dtype: str = "auto") -> RewardModel:
     manifest = runs.read_manifest(run_dir, require_complete=True)
@@ -257,32 +325,28 @@ def load_reward_model(run_dir: str, dtype: str = "auto") -> RewardModel:
 
 
 def score_file(run_dir: str, path: str, output: str | None) -> dict[str, Any]:
-    """`align score`: rewards for prompt/response rows or for comparisons (with pairwise accuracy)."""
-    import json
-
+    """`align score`: a reward per prompt/response row, or chosen/rejected rewards per comparison pair
+    (with the pairwise accuracy). The file is read and checked before the model loads."""
     pairs = data.is_comparison_file(path)
-    # prompt/response rows may come in any SFT format that ends with an answer
-    loaded = data.load_pairs(path) if pairs else data.load_sft(path)
+    loaded = data.load_pairs(path) if pairs else data.load_sft(path)  # any SFT format that ends with an answer
+    for row in loaded.rows:
+        if "text" in row.value:
+            raise row.error("plain text has no prompt/response turns to score: give prompt/response or messages",
+                            "text")
     rm = load_reward_model(run_dir)
-    lines, result = [], {"rows": len(loaded.rows)}
+    vals = loaded.values()
+    result: dict[str, Any] = {"rows": len(vals)}
     if pairs:
-        vals = loaded.values()
         chosen = rm.score([v["prompt"] for v in vals], [v["chosen"] for v in vals])
         rejected = rm.score([v["prompt"] for v in vals], [v["rejected"] for v in vals])
-        for row, c, r in zip(loaded.rows, chosen, rejected):
-            lines.append({"row": row.row, "chosen_reward": c, "rejected_reward": r})
-        result["accuracy"] = sum(c > r for c, r in zip(chosen, rejected)) / len(chosen)
-        result["mean_margin"] = sum(c - r for c, r in zip(chosen, rejected)) / len(chosen)
+        lines = [{"row": row.row, "chosen_reward": c, "rejected_reward": r}
+                 for row, c, r in zip(loaded.rows, chosen, rejected)]
+        result["accuracy"] = sum(c > r for c, r in zip(chosen, rejected)) / len(vals)
+        result["mean_margin"] = sum(c - r for c, r in zip(chosen, rejected)) / len(vals)
     else:
-        prompts, answers = [], []
-        for v in loaded.values():
-            msgs = v.get("messages") or [{"role": "assistant", "content": v["text"]}]
-            last = max(i for i, m in enumerate(msgs) if m["role"] != "assistant") if len(msgs) > 1 else 0
-            prompts.append(msgs[: last + 1] if len(msgs) > 1 else [])
-            answers.append(msgs[last + 1:] if len(msgs) > 1 else msgs)
-        for row, s in zip(loaded.rows, rm.score(prompts, answers)):
-            lines.append({"row": row.row, "reward": s})
-        result["mean_reward"] = sum(x["reward"] for x in lines) / len(lines)
+        scores = rm.score_conversations([v["messages"] for v in vals])
+        lines = [{"row": row.row, "reward": s} for row, s in zip(loaded.rows, scores)]
+        result["mean_reward"] = sum(scores) / len(scores)
     text = "".join(json.dumps(x) + "\n" for x in lines)
     if output:
         with open(output, "w") as f:

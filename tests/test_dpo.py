@@ -131,6 +131,8 @@ def test_output_is_a_run_like_any_stage(trained, tmp):
     assert not (tmp / "dpo" / "checkpoints").exists()
     result = runner.invoke(app, ["generate", str(tmp / "dpo"), "-p", "tell me about cat", "--max-new-tokens", "4"])
     assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["merge", str(tmp / "dpo"), "--output", str(tmp / "merged")])
+    assert result.exit_code == 0 and (tmp / "merged" / "model.safetensors").exists(), result.output
 
 
 def test_full_fine_tuning_keeps_the_sft_model_as_reference(tmp):
@@ -144,6 +146,12 @@ def test_precomputed_reference_log_probs(tmp):
     m = dpo.run(dpo_cfg(tmp, "dpo-pre", precompute_ref_log_probs=True, max_steps=1))["metrics"]
     assert m["before_eval_loss"] == pytest.approx(math.log(2), abs=1e-6)
     assert m["loss_start"] == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_loss_options_map_to_trl():
+    opts = dpo.trl_options(config.DPOConfig(loss_type="robust", label_smoothing=0.1, sft_loss_weight=0.5))
+    assert opts["loss_type"] == ["robust", "sft"] and opts["loss_weights"] == [1.0, 0.5]
+    assert opts["label_smoothing"] == 0.1 and opts["truncation_mode"] == "keep_start"
 
 
 def test_prompt_and_responses_split_at_tokens_and_end_at_end_of_turn(tiny_model):
