@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback
-from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from align.chat import end_of_turn_id, template_hash, tokenizer_hash
 from align.runs import Run, is_main_process
@@ -93,6 +93,7 @@ class Progress(ProgressCallback):
 
 def use_our_callbacks(trainer, run: Run) -> None:
     trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)  # the Trainer adds it when tqdm is off: a second, raw dict line
     trainer.add_callback(Progress())
     trainer.add_callback(LogFile(run.path / "logs.jsonl"))
 
