@@ -13,6 +13,7 @@ test model) that is the token *before* the end-of-turn token, so their pooled ou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from dataclasses import dataclass
@@ -116,9 +117,8 @@ def pad_right(seqs: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
             "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])}
 
 
-def collate(pad_id: int, batch: list[list[Group]]) -> dict[str, torch.Tensor]:
-    """One pre-built batch of groups -> its distinct sequences, right-padded, and pair indices into them."""
-    (groups,) = batch
+def collate_groups(groups: list[Group], pad_id: int) -> dict[str, torch.Tensor]:
+    """Groups -> their distinct sequences, right-padded, and pair indices into them."""
     seqs, chosen, rejected, margin = [], [], [], []
     for g in groups:
         base = len(seqs)
@@ -129,6 +129,31 @@ def collate(pad_id: int, batch: list[list[Group]]) -> dict[str, torch.Tensor]:
             margin.append(m)
     return {**pad_right(seqs, pad_id), "chosen": torch.tensor(chosen), "rejected": torch.tensor(rejected),
             "margin": torch.tensor(margin)}
+
+
+def micro_batches(groups: list[Group], max_tokens: int) -> list[list[Group]]:
+    """Split a batch into runs of whole groups of at most `max_tokens` padded tokens (0: no split); groups
+    of similar length go together, so little is spent on padding. A group over the budget goes alone."""
+    if not max_tokens:
+        return [groups]
+    out, current, width = [], [], 0
+    for g in sorted(groups, key=lambda g: max(map(len, g.sequences))):
+        w = max(width, *map(len, g.sequences))
+        if current and w * (sum(len(x.sequences) for x in current) + len(g.sequences)) > max_tokens:
+            out.append(current)
+            current, w = [], max(map(len, g.sequences))
+        current.append(g)
+        width = w
+    return out + [current]
+
+
+def collate(pad_id: int, max_tokens: int, batch: list[list[Group]]) -> dict[str, list[dict[str, Any]]]:
+    """One pre-built batch of groups -> micro-batches, each weighted by its share of the batch's pairs so
+    that their losses add up to the whole batch's mean loss (and their gradients to its gradient)."""
+    (groups,) = batch
+    total = sum(len(g.pairs) for g in groups)
+    return {"micro": [{**collate_groups(part, pad_id), "weight": sum(len(g.pairs) for g in part) / total}
+                      for part in micro_batches(groups, max_tokens)]}
 
 
 # --- the score and the loss ------------------------------------------------------------------------------
@@ -170,16 +195,27 @@ def bradley_terry(rewards: torch.Tensor, batch: dict[str, torch.Tensor],
 
 
 class GroupedRewardTrainer(Trainer):
-    """The Trainer's loop (checkpoints, resume, logging) with our grouped pairwise loss and eval metrics."""
+    """The Trainer's loop (checkpoints, resume, logging) with our grouped pairwise loss, run in micro-batches
+    of at most `micro_batch_tokens` tokens so that memory does not grow with the batch, and eval metrics."""
 
-    def __init__(self, *args, center_coef: float, **kwargs):
+    def __init__(self, *args, center_coef: float, micro_batch_tokens: int, **kwargs):
         super().__init__(*args, **kwargs)
-        self.center_coef = center_coef
+        self.center_coef, self.micro_batch_tokens = center_coef, micro_batch_tokens
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, diff = bradley_terry(sequence_rewards(model, inputs["input_ids"], inputs["attention_mask"]),
                                    inputs, self.center_coef)
+        loss = loss * inputs.get("weight", 1.0)
         return (loss, {"diff": diff}) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        """Forward/backward per micro-batch (gradients accumulate; DDP syncs on the last one only)."""
+        micro, total = inputs["micro"], 0.0
+        for i, part in enumerate(micro):
+            sync = contextlib.nullcontext() if i == len(micro) - 1 else self.accelerator.no_sync(model)
+            with sync:
+                total = total + super().training_step(model, part)
+        return total
 
     @torch.no_grad()
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval") -> dict[str, float]:
@@ -191,11 +227,12 @@ class GroupedRewardTrainer(Trainer):
         self.model.eval()
         losses, diffs = [], []
         for groups in batches:
-            inputs = self._prepare_inputs(collate(self.processing_class.pad_token_id, [groups]))
-            loss, diff = bradley_terry(sequence_rewards(self.model, inputs["input_ids"], inputs["attention_mask"]),
-                                       inputs, 0.0)
-            losses.append(float(loss) * len(diff))
-            diffs.append(diff.cpu())
+            for part in collate(self.processing_class.pad_token_id, self.micro_batch_tokens, [groups])["micro"]:
+                inputs = self._prepare_inputs(part)
+                loss, diff = bradley_terry(sequence_rewards(self.model, inputs["input_ids"], inputs["attention_mask"]),
+                                           inputs, 0.0)
+                losses.append(float(loss) * len(diff))
+                diffs.append(diff.cpu())
         d = torch.cat(diffs)
         metrics = {f"{metric_key_prefix}_loss": sum(losses) / len(d),
                    f"{metric_key_prefix}_accuracy": float((d > 0).float().mean()),
@@ -254,9 +291,9 @@ def run(cfg: RMConfig) -> dict[str, Any]:
                                   per_device_eval_batch_size=1)
         trainer = GroupedRewardTrainer(
             model=model, args=args, processing_class=tokenizer, center_coef=cfg.center_rewards_coef,
-            train_dataset=GroupedBatches(batches_of(train_groups, cfg.batch_size, cfg.seed)),
+            micro_batch_tokens=cfg.micro_batch_tokens, train_dataset=GroupedBatches(batches_of(train_groups, cfg.batch_size, cfg.seed)),
             eval_dataset=GroupedBatches(batches_of(eval_groups, cfg.batch_size, cfg.seed)) if eval_groups else None,
-            data_collator=lambda b: collate(tokenizer.pad_token_id, b))
+            data_collator=lambda b: collate(tokenizer.pad_token_id, cfg.micro_batch_tokens, b))
         train.use_our_callbacks(trainer, out)
         train_out = train.fit(trainer, out, cfg.resume)
         metrics = train.standard_metrics(trainer, train_out)

@@ -52,7 +52,7 @@ def run(cfg: SFTConfig) -> dict[str, Any]:
         out.start(to_dict(cfg), data={"train": train_rows.files, "eval": eval_rows.files if eval_rows else []})
         model = models.prepare(cfg, "causal", lineage, tokenizer)
         args = train.trainer_args(
-            cfg, out, TRLSFTConfig,
+            cfg, out, TRLSFTConfig, tokens_per_example=cfg.max_length,
             max_length=cfg.max_length,
             packing=cfg.packing,  # best-fit packing, padding-free: position_ids separate the examples
             dataset_kwargs={"skip_prepare_dataset": False},

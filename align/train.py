@@ -18,8 +18,21 @@ from align.chat import end_of_turn_id, template_hash, tokenizer_hash
 from align.runs import Run, is_main_process
 
 
-def trainer_args(cfg, run: Run, args_cls, **extra: Any):
-    """A TRL config from our stage config: CPU/GPU, precision, checkpoints and logging set for the user."""
+def micro_batching(cfg, tokens_per_example: int | None) -> tuple[int, int]:
+    """(examples per forward/backward, accumulation steps) for `batch_size` examples per step, so that one
+    pass holds at most `micro_batch_tokens` tokens (examples counted at their longest). The micro-batches are
+    equal, so the accumulated gradient is the whole batch's; memory stays bounded as the batch grows, with no
+    recomputation (gradient checkpointing) needed."""
+    if not cfg.micro_batch_tokens or not tokens_per_example:
+        return cfg.batch_size, cfg.grad_accum
+    per = max(1, min(cfg.batch_size, cfg.micro_batch_tokens // tokens_per_example))
+    while cfg.batch_size % per:
+        per -= 1
+    return per, cfg.grad_accum * (cfg.batch_size // per)
+
+
+def trainer_args(cfg, run: Run, args_cls, tokens_per_example: int | None = None, **extra: Any):
+    """A TRL config from our stage config: CPU/GPU, precision, micro-batching, checkpoints and logging."""
     cuda = torch.cuda.is_available()
     dtype = cfg.dtype if cfg.dtype != "auto" else ("bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32")
     report_to = []
@@ -27,6 +40,7 @@ def trainer_args(cfg, run: Run, args_cls, **extra: Any):
         report_to = ["tensorboard"]
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.path / "tensorboard"))
     eval_steps = cfg.eval_steps or None
+    per_device, accum = micro_batching(cfg, tokens_per_example)
     kwargs = dict(
         output_dir=str(run.checkpoints),
         use_cpu=not cuda,
@@ -35,9 +49,9 @@ def trainer_args(cfg, run: Run, args_cls, **extra: Any):
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
+        per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=per_device,
+        gradient_accumulation_steps=accum,
         warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
         lr_scheduler_type=cfg.lr_scheduler,
         weight_decay=cfg.weight_decay,

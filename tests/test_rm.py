@@ -194,7 +194,7 @@ def test_a_ranked_prompt_is_encoded_once_per_response(tiny_model, jsonl):
     tok = models.load_tokenizer(tiny_model)
     groups, counts = rm.encode_groups(loaded, tok, 128, "left")
     assert len(groups) == 1 and len(groups[0].sequences) == 4 and counts["pairs"] == 6
-    batch = rm.collate(tok.pad_token_id, [groups])
+    batch = rm.collate_groups(groups, tok.pad_token_id)
     assert batch["input_ids"].shape[0] == 4  # 4 sequences for 6 comparisons
     loss, diff = rm.bradley_terry(torch.tensor([3.0, 2.0, 1.0, 0.0]), batch, 0.0)
     assert diff.tolist() == [1.0, 2.0, 3.0, 1.0, 2.0, 1.0]
@@ -206,10 +206,43 @@ def test_a_ranked_prompt_is_encoded_once_per_response(tiny_model, jsonl):
 def test_a_pair_margin_reaches_the_loss(tiny_model, jsonl):
     loaded = data.load_pairs(jsonl("m.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b", "margin": 2},
                                                {"prompt": "q", "chosen": "c", "rejected": "d"}]))
-    batch = rm.collate(0, [rm.encode_groups(loaded, models.load_tokenizer(tiny_model), 64, "left")[0]])
+    batch = rm.collate_groups(rm.encode_groups(loaded, models.load_tokenizer(tiny_model), 64, "left")[0], 0)
     assert batch["margin"].tolist() == [2.0, 0.0]
     loss, _ = rm.bradley_terry(torch.tensor([1.0, 0.0, 1.0, 0.0]), batch, 0.0)
     assert float(loss) == pytest.approx(float(-(F.logsigmoid(torch.tensor(-1.0)) + F.logsigmoid(torch.tensor(1.0))) / 2))
+
+
+def test_micro_batches_keep_groups_whole_within_the_token_budget_and_weigh_their_pairs(tiny_model, jsonl):
+    rows = preference_pairs(10, 3)
+    loaded = data.load_pairs([jsonl("p.jsonl", rows), jsonl("r.jsonl", ranked_rows(4, 4))])
+    groups, _ = rm.encode_groups(loaded, models.load_tokenizer(tiny_model), 128, "left")
+    parts = rm.micro_batches(groups, 60)
+    assert len(parts) > 2 and sorted(map(id, sum(parts, []))) == sorted(map(id, groups))  # each group once, whole
+    for part in parts:  # within the budget, unless one group alone is over it
+        width, n = max(len(s) for g in part for s in g.sequences), sum(len(g.sequences) for g in part)
+        assert width * n <= 60 or len(part) == 1
+    micro = rm.collate(0, 60, [groups])["micro"]
+    assert [m["input_ids"].numel() for m in micro] == [max(len(s) for g in p for s in g.sequences)
+                                                        * sum(len(g.sequences) for g in p) for p in parts]
+    assert [m["weight"] for m in micro] == pytest.approx([len(m["chosen"]) / 18 for m in micro])  # 10 + 4 x 2 pairs
+    assert rm.collate(0, 0, [groups])["micro"][0]["weight"] == 1.0 and len(rm.micro_batches(groups, 0)) == 1
+
+
+def test_micro_batched_training_equals_the_whole_batch(tiny_model, tmp_path):
+    """The same steps with the batch split into micro-batches give the same adapter (to float tolerance)."""
+    files = [write_jsonl(tmp_path / "pairs.jsonl", preference_pairs(48, 5)),
+             write_jsonl(tmp_path / "ranked.jsonl", ranked_rows(8, 6))]
+    outs = {}
+    for tokens in (0, 96):
+        manifest = rm.run(rm_cfg(tiny_model, files, tmp_path / f"run{tokens}", epochs=1, batch_size=16,
+                                 micro_batch_tokens=tokens, lora_dropout=0.0))
+        outs[tokens] = manifest["metrics"]
+        with safe_open(str(tmp_path / f"run{tokens}" / "adapter" / "adapter_model.safetensors"), "pt") as f:
+            outs[tokens]["weights"] = {k: f.get_tensor(k) for k in f.keys()}
+    assert outs[0]["steps"] == outs[96]["steps"] == 4
+    assert outs[0]["loss_end"] == pytest.approx(outs[96]["loss_end"], rel=1e-4)
+    for k, w in outs[0]["weights"].items():
+        torch.testing.assert_close(outs[96]["weights"][k], w, atol=1e-4, rtol=1e-3)
 
 
 def test_hh_rlhf_dialogues_split_at_the_last_assistant_turn(jsonl):
