@@ -60,9 +60,10 @@ class TrainConfig(ModelConfig):
     max_steps: int = opt(-1, "Stop after this many optimiser steps (-1: run the epochs).")
     batch_size: int = opt(8, "Examples per device per step.")
     grad_accum: int = opt(1, "Gradient accumulation steps.")
-    micro_batch_tokens: int = opt(8192, "Most tokens (padding included) one forward/backward holds: a bigger batch runs "
-                                        "as micro-batches whose gradients add up to the batch's, so memory stays bounded "
-                                        "without gradient checkpointing (0: no limit).")
+    micro_batch_tokens: int = opt(-1, "Most tokens (padding included) one forward/backward holds: a bigger batch runs as "
+                                      "micro-batches whose gradients add up to the batch's, so memory stays bounded "
+                                      "without gradient checkpointing. -1: sized from the memory free after loading "
+                                      "the model; 0: no limit.")
     warmup_ratio: float = opt(0.03, "Share of steps for linear warm-up.")
     lr_scheduler: str = opt("cosine", "Learning-rate schedule (any transformers scheduler name).")
     weight_decay: float = opt(0.0, "AdamW weight decay.")

@@ -148,7 +148,8 @@ def run(cfg: DPOConfig) -> dict[str, Any]:
         if cfg.full:
             model.requires_grad_(True)  # merging a lineage (peft, inference mode) leaves the weights frozen
         ref_model = copy.deepcopy(model).eval() if cfg.full and not cfg.precompute_ref_log_probs else None
-        args = train.trainer_args(cfg, out, TRLDPOConfig, tokens_per_example=2 * cfg.max_length, **options)
+        args = train.trainer_args(cfg, out, TRLDPOConfig, tokens_per_example=2 * cfg.max_length,
+                                  max_tokens=train.micro_batch_tokens(cfg, model, lm_head=True), **options)
         trainer = PreTokenizedDPOTrainer(model=model, ref_model=ref_model, args=args, processing_class=tokenizer,
                                          train_dataset=Dataset.from_list(train_set),
                                          eval_dataset=Dataset.from_list(eval_set) if eval_set else None)

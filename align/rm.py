@@ -286,14 +286,15 @@ def run(cfg: RMConfig) -> dict[str, Any]:
         out.start(to_dict(cfg), data={"train": train_rows.files, "eval": eval_rows.files if eval_rows else [],
                                       "counts": {"train": train_counts, "eval": eval_counts}})
         model = models.prepare(cfg, "seq_cls", lineage, tokenizer)
+        micro = train.micro_batch_tokens(cfg, model, lm_head=False)
         # a dataset item is a whole batch of groups (so a prompt's pairs are never split): batch size 1
         args = train.trainer_args(cfg, out, TrainingArguments, per_device_train_batch_size=1,
                                   per_device_eval_batch_size=1)
         trainer = GroupedRewardTrainer(
             model=model, args=args, processing_class=tokenizer, center_coef=cfg.center_rewards_coef,
-            micro_batch_tokens=cfg.micro_batch_tokens, train_dataset=GroupedBatches(batches_of(train_groups, cfg.batch_size, cfg.seed)),
+            micro_batch_tokens=micro, train_dataset=GroupedBatches(batches_of(train_groups, cfg.batch_size, cfg.seed)),
             eval_dataset=GroupedBatches(batches_of(eval_groups, cfg.batch_size, cfg.seed)) if eval_groups else None,
-            data_collator=lambda b: collate(tokenizer.pad_token_id, cfg.micro_batch_tokens, b))
+            data_collator=lambda b: collate(tokenizer.pad_token_id, micro, b))
         train.use_our_callbacks(trainer, out)
         train_out = train.fit(trainer, out, cfg.resume)
         metrics = train.standard_metrics(trainer, train_out)

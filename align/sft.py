@@ -53,6 +53,7 @@ def run(cfg: SFTConfig) -> dict[str, Any]:
         model = models.prepare(cfg, "causal", lineage, tokenizer)
         args = train.trainer_args(
             cfg, out, TRLSFTConfig, tokens_per_example=cfg.max_length,
+            max_tokens=train.micro_batch_tokens(cfg, model, lm_head=True),
             max_length=cfg.max_length,
             packing=cfg.packing,  # best-fit packing, padding-free: position_ids separate the examples
             dataset_kwargs={"skip_prepare_dataset": False},

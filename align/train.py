@@ -15,23 +15,68 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from align.chat import end_of_turn_id, template_hash, tokenizer_hash
+from align.models import compute_dtype
 from align.runs import Run, is_main_process
 
 
-def micro_batching(cfg, tokens_per_example: int | None) -> tuple[int, int]:
+def free_memory(device: torch.device) -> int:
+    """Bytes the process may still allocate: free GPU memory, or the machine's available RAM."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return 8 << 30
+
+
+def bytes_per_token(model, dtype: torch.dtype, gradient_checkpointing: bool, lm_head: bool) -> float:
+    """Activation memory one training token holds until backward (LoRA; SDPA attention, no score matrices).
+
+    Measured on SmolLM2-135M on CPU: ~2.3 MB/token in fp32, i.e. ~16 x hidden + ~6.5 x intermediate values
+    per layer. Recomputation keeps ~2 x hidden per layer (plus one layer redone); the LM head's logits add
+    ~3 x vocab fp32 values (logits, log-softmax, gradient).
+    """
+    c = getattr(model, "config", None)
+    c = getattr(c, "text_config", c)
+    hidden, inter = c.hidden_size, getattr(c, "intermediate_size", 4 * c.hidden_size)
+    width = dtype.itemsize
+    per_layer = 16 * hidden + 6.5 * inter
+    n = c.num_hidden_layers * (2 * hidden) + per_layer if gradient_checkpointing else c.num_hidden_layers * per_layer
+    return n * width + (3 * c.vocab_size * 4 if lm_head else 0)
+
+
+def micro_batch_tokens(cfg, model, lm_head: bool) -> int:
+    """cfg.micro_batch_tokens, or when it is -1 (auto) the power of two that fits the activations of one
+    pass in half the memory still free after loading the model (the rest: optimizer, eval, fragmentation)."""
+    if cfg.micro_batch_tokens >= 0:
+        return cfg.micro_batch_tokens
+    device = next(model.parameters()).device
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else device
+    per_token = bytes_per_token(model, compute_dtype(cfg.dtype), cfg.gradient_checkpointing, lm_head)
+    fits = free_memory(device) / 2 / per_token
+    tokens = 1 << max(9, min(17, int(math.log2(max(fits, 1)))))
+    if is_main_process():
+        print(f"[align] micro-batches of at most {tokens} tokens (from {free_memory(device) / 2**30:.1f} GiB free; "
+              f"--micro-batch-tokens to set)", flush=True)
+    return tokens
+
+
+def micro_batching(cfg, tokens_per_example: int | None, max_tokens: int) -> tuple[int, int]:
     """(examples per forward/backward, accumulation steps) for `batch_size` examples per step, so that one
-    pass holds at most `micro_batch_tokens` tokens (examples counted at their longest). The micro-batches are
-    equal, so the accumulated gradient is the whole batch's; memory stays bounded as the batch grows, with no
+    pass holds at most `max_tokens` tokens (examples counted at their longest). The micro-batches are equal,
+    so the accumulated gradient is the whole batch's: memory stays bounded as the batch grows, with no
     recomputation (gradient checkpointing) needed."""
-    if not cfg.micro_batch_tokens or not tokens_per_example:
+    if not max_tokens or not tokens_per_example:
         return cfg.batch_size, cfg.grad_accum
-    per = max(1, min(cfg.batch_size, cfg.micro_batch_tokens // tokens_per_example))
+    per = max(1, min(cfg.batch_size, max_tokens // tokens_per_example))
     while cfg.batch_size % per:
         per -= 1
     return per, cfg.grad_accum * (cfg.batch_size // per)
 
 
-def trainer_args(cfg, run: Run, args_cls, tokens_per_example: int | None = None, **extra: Any):
+def trainer_args(cfg, run: Run, args_cls, tokens_per_example: int | None = None, max_tokens: int = 0,
+                 **extra: Any):
     """A TRL config from our stage config: CPU/GPU, precision, micro-batching, checkpoints and logging."""
     cuda = torch.cuda.is_available()
     dtype = cfg.dtype if cfg.dtype != "auto" else ("bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32")
@@ -40,7 +85,7 @@ def trainer_args(cfg, run: Run, args_cls, tokens_per_example: int | None = None,
         report_to = ["tensorboard"]
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.path / "tensorboard"))
     eval_steps = cfg.eval_steps or None
-    per_device, accum = micro_batching(cfg, tokens_per_example)
+    per_device, accum = micro_batching(cfg, tokens_per_example, max_tokens)
     kwargs = dict(
         output_dir=str(run.checkpoints),
         use_cpu=not cuda,

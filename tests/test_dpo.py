@@ -193,3 +193,12 @@ def test_bad_input_exits_2_before_a_run_directory_exists(tmp, jsonl, tmp_path, r
                                  "--eval-data", jsonl("e.jsonl", rows), "--output", str(tmp_path / "o"), *flags])
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_micro_batches_give_the_same_steps_as_whole_batches(tmp):
+    """16 pairs per step as 4 micro-batches of 4 (gradients accumulated) train the same policy as one pass."""
+    whole = dpo.run(dpo_cfg(tmp, "dpo-whole", max_steps=3, lora_dropout=0.0, micro_batch_tokens=0))
+    micro = dpo.run(dpo_cfg(tmp, "dpo-micro", max_steps=3, lora_dropout=0.0, micro_batch_tokens=4 * 2 * 1024))
+    assert whole["config"]["batch_size"] == 16 and micro["metrics"]["steps"] == whole["metrics"]["steps"] == 3
+    for key in ("loss_end", "eval_implicit_accuracy", "eval_implicit_margin"):
+        assert micro["metrics"][key] == pytest.approx(whole["metrics"][key], rel=1e-3, abs=1e-5), key

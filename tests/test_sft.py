@@ -215,3 +215,29 @@ def test_4bit_from_a_lora_run_quantises_the_merged_model(trained, tmp_path, json
 
     model, tok, _ = models.load_run(str(tmp_path / "q"))
     assert infer.generate(model, tok, [[{"role": "user", "content": QA[0][0]}]], max_new_tokens=6) == ["blue"]
+
+
+def test_micro_batching_splits_a_step_into_equal_passes_within_the_token_budget(tiny_model):
+    cfg = config.build(config.SFTConfig, flags=dict(model=tiny_model, data=["x.jsonl"], batch_size=8, grad_accum=2))
+    assert train.micro_batching(cfg, 1024, 8192) == (8, 2)  # fits: one pass per step
+    assert train.micro_batching(cfg, 2048, 8192) == (4, 4)  # 8 x 2048 tokens: two passes, same 16 per step
+    assert train.micro_batching(cfg, 3000, 8192) == (2, 8)  # 2 per pass (8192 // 3000), a divisor of 8
+    assert train.micro_batching(cfg, 9000, 8192) == (1, 16)
+    assert train.micro_batching(cfg, 2048, 0) == (8, 2)  # 0: no limit
+
+
+def test_auto_micro_batch_tokens_follow_free_memory(tiny_model, monkeypatch):
+    model = models.load_base(tiny_model)
+    cfg = config.build(config.SFTConfig, flags=dict(model=tiny_model, data=["x.jsonl"]))
+    assert cfg.micro_batch_tokens == -1  # auto by default
+    per_token = train.bytes_per_token(model, torch.float32, False, True)
+    sizes = {}
+    for mib in (64, 256):
+        monkeypatch.setattr(train, "free_memory", lambda device, mib=mib: mib << 20)
+        sizes[mib] = train.micro_batch_tokens(cfg, model, lm_head=True)
+        # the largest power of two whose activations fit in half the free memory
+        assert sizes[mib] * per_token <= (mib << 20) / 2 < 2 * sizes[mib] * per_token, (mib, sizes[mib], per_token)
+    assert sizes[256] == 4 * sizes[64]
+    assert train.bytes_per_token(model, torch.float32, True, False) < train.bytes_per_token(model, torch.float32, False, False)
+    cfg.micro_batch_tokens = 3000
+    assert train.micro_batch_tokens(cfg, model, lm_head=True) == 3000
