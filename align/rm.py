@@ -217,6 +217,10 @@ class GroupedRewardTrainer(Trainer):
                 total = total + super().training_step(model, part)
         return total
 
+    def _track_num_input_tokens(self, inputs) -> None:
+        for part in inputs["micro"]:  # the Trainer counts tokens in a flat batch; ours are in micro-batches
+            super()._track_num_input_tokens(part)
+
     @torch.no_grad()
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval") -> dict[str, float]:
         """Pairwise accuracy, mean margin r_c - r_r and the plain Bradley-Terry loss on the eval pairs."""

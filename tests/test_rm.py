@@ -84,9 +84,12 @@ def eval_set(tmp) -> tuple[list[list[dict]], list[str], list[str]]:
             [p["rejected"] for p in pairs])
 
 
-def test_learns_the_preference_on_held_out_pairs(trained_rm):
+def test_learns_the_preference_on_held_out_pairs(trained_rm, tiny_model):
     tmp, manifest, _ = trained_rm
     m = manifest["metrics"]
+    groups, _ = rm.encode_groups(data.load_pairs([str(tmp / "pairs.jsonl"), str(tmp / "ranked.jsonl")]),
+                                 models.load_tokenizer(tiny_model), 1024, "left")
+    assert m["tokens"] == 6 * sum(len(s) for g in groups for s in g.sequences)  # 6 epochs, micro-batches counted
     assert m["eval_accuracy"] > 0.9 and m["eval_mean_margin"] > 1, m
     assert m["loss_end"] < m["loss_start"]
     logs = [json.loads(x) for x in (tmp / "run" / "logs.jsonl").read_text().splitlines()]
