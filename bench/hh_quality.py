@@ -28,11 +28,12 @@ PREF = SHARED / "data" / "preference"
 
 
 def head(src: Path, n: int | None, dst: Path) -> int:
-    """The first n rows of a (gzipped) JSONL file, as is."""
+    """The first n rows of a (gzipped) JSONL file, as is, gzipped (the anchors read only .gz)."""
     opener = gzip.open if src.suffix == ".gz" else open
     with opener(src, "rt") as f:
         lines = [line for line in f if line.strip()][:n]
-    dst.write_text("".join(lines))
+    with gzip.open(dst, "wt") as f:
+        f.write("".join(lines))
     return len(lines)
 
 
@@ -61,7 +62,8 @@ def run_trl(stage: str, train: Path, eval_: Path, lr: float | None) -> dict:
     cmd = [sys.executable, str(anchor), model_dir, *([str(lr)] if stage == "dpo" else []), str(train), "--", str(eval_)]
     print("+", " ".join(cmd), flush=True)
     t = time.time()
-    proc = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=anchor.parent)
+    proc = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=anchor.parent)
+    print(proc.stdout, end="", flush=True)
     wall = time.time() - t
     line = next(x for x in reversed(proc.stdout.splitlines()) if x.startswith("RESULT "))
     r = json.loads(line[len("RESULT "):])
@@ -90,7 +92,7 @@ def main() -> None:
 
     data_dir = args.out / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    train, eval_ = data_dir / "train.jsonl", data_dir / "eval.jsonl"
+    train, eval_ = data_dir / "train.jsonl.gz", data_dir / "eval.jsonl.gz"
     n_train, n_eval = head(args.train, args.limit_train, train), head(args.eval, args.limit_eval, eval_)
     print(f"[hh] {args.stage}: train {n_train} rows of {args.train.name}, eval {n_eval} rows of {args.eval.name}",
           flush=True)
