@@ -275,7 +275,8 @@ def parse_hh(text: str, where: tuple[str, int], key: str) -> list[dict]:
             for who, said in zip(parts[1::2], parts[2::2])]
 
 
-def _split_last_turn(msgs: list[dict], where: tuple[str, int], key: str) -> tuple[list[dict], list[dict]]:
+def split_last_turn(msgs: list[dict], where: tuple[str, int], key: str) -> tuple[list[dict], list[dict]]:
+    """A conversation -> (prompt, answer): the answer is what follows the last non-assistant turn."""
     last_user = max((i for i, m in enumerate(msgs) if m["role"] != "assistant"), default=-1)
     if last_user < 0 or last_user == len(msgs) - 1:
         raise DataError(where[0], "needs a prompt followed by an assistant response", where[1], key)
@@ -361,8 +362,8 @@ def _pair_rows(fmt: str, rec: dict, where: tuple[str, int], out: Loaded) -> Iter
         if any(d[-1]["role"] != "assistant" for d in dialogues.values()):
             out.skipped["dialogue does not end with an answer"] = out.skipped.get("dialogue does not end with an answer", 0) + 1
             return
-        prompt, chosen = _split_last_turn(dialogues["chosen"], where, "chosen")
-        r_prompt, rejected = _split_last_turn(dialogues["rejected"], where, "rejected")
+        prompt, chosen = split_last_turn(dialogues["chosen"], where, "chosen")
+        r_prompt, rejected = split_last_turn(dialogues["rejected"], where, "rejected")
         if r_prompt != prompt:
             out.skipped["different conversations"] = out.skipped.get("different conversations", 0) + 1
             return
@@ -392,7 +393,7 @@ PROMPT_FORMATS = {"prompt": ("prompt",), "messages": ("messages",), "text": ("te
 def _prompt_row(fmt: str, rec: dict, where: tuple[str, int], _: Loaded) -> Iterator[dict]:
     msgs = _as_messages(rec[fmt], "user", where, fmt)
     if msgs[-1]["role"] == "assistant":
-        msgs = _split_last_turn(msgs, where, fmt)[0]  # a full conversation: prompt = all but the answer
+        msgs = split_last_turn(msgs, where, fmt)[0]  # a full conversation: prompt = all but the answer
     yield {"prompt": msgs}
 
 

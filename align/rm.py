@@ -136,14 +136,14 @@ def micro_batches(groups: list[Group], max_tokens: int) -> list[list[Group]]:
     of similar length go together, so little is spent on padding. A group over the budget goes alone."""
     if not max_tokens:
         return [groups]
-    out, current, width = [], [], 0
+    out, current, rows = [], [], 0
     for g in sorted(groups, key=lambda g: max(map(len, g.sequences))):
-        w = max(width, *map(len, g.sequences))
-        if current and w * (sum(len(x.sequences) for x in current) + len(g.sequences)) > max_tokens:
+        longest = max(map(len, g.sequences))  # sorted: the widest of the micro-batch so far
+        if current and longest * (rows + len(g.sequences)) > max_tokens:
             out.append(current)
-            current, w = [], max(map(len, g.sequences))
+            current, rows = [], 0
         current.append(g)
-        width = w
+        rows += len(g.sequences)
     return out + [current]
 
 
@@ -326,14 +326,6 @@ def encode_for_scoring(tokenizer, prompts: list[list[dict]], responses: list[str
     return batch
 
 
-def split_answer(messages: list[dict]) -> tuple[list[dict], list[dict]]:
-    """A conversation -> (prompt, answer): the answer is what follows the last non-assistant turn."""
-    last = max((i for i, m in enumerate(messages) if m["role"] != "assistant"), default=-1)
-    if last == len(messages) - 1:
-        raise ValueError("the conversation must end with an assistant turn")
-    return messages[: last + 1], messages[last + 1:]
-
-
 class RewardModel:
     """A trained RM, ready to score: prompts are message lists, responses text (or assistant messages)."""
 
@@ -352,10 +344,8 @@ class RewardModel:
 
     def score_conversations(self, conversations: list[list[dict]]) -> list[float]:
         """Whole conversations, each ending with the assistant answer to score."""
-        if not conversations:
-            return []
-        prompts, answers = zip(*map(split_answer, conversations))
-        return self.score(list(prompts), list(answers))
+        split = [data.split_last_turn(c, ("conversations", i), "messages") for i, c in enumerate(conversations, 1)]
+        return self.score([p for p, _ in split], [a for _, a in split])
 
 
 def load_reward_model(run_dir: str, dtype: str = "auto") -> RewardModel:
@@ -371,10 +361,13 @@ def score_file(run_dir: str, path: str, output: str | None) -> dict[str, Any]:
     (with the pairwise accuracy). The file is read and checked before the model loads."""
     pairs = data.is_comparison_file(path)
     loaded = data.load_pairs(path) if pairs else data.load_sft(path)  # any SFT format that ends with an answer
+    turns = []  # (prompt, answer) of each prompt/response row, checked before the model loads
     for row in loaded.rows:
         if "text" in row.value:
             raise row.error("plain text has no prompt/response turns to score: give prompt/response or messages",
                             "text")
+        if not pairs:
+            turns.append(data.split_last_turn(row.value["messages"], (row.file, row.row), "messages"))
     rm = load_reward_model(run_dir)
     vals = loaded.values()
     result: dict[str, Any] = {"rows": len(vals)}
@@ -386,7 +379,7 @@ def score_file(run_dir: str, path: str, output: str | None) -> dict[str, Any]:
         result["accuracy"] = sum(c > r for c, r in zip(chosen, rejected)) / len(vals)
         result["mean_margin"] = sum(c - r for c, r in zip(chosen, rejected)) / len(vals)
     else:
-        scores = rm.score_conversations([v["messages"] for v in vals])
+        scores = rm.score([p for p, _ in turns], [a for _, a in turns])
         lines = [{"row": row.row, "reward": s} for row, s in zip(loaded.rows, scores)]
         result["mean_reward"] = sum(scores) / len(scores)
     text = "".join(json.dumps(x) + "\n" for x in lines)

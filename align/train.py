@@ -53,11 +53,11 @@ def micro_batch_tokens(cfg, model, lm_head: bool) -> int:
         return cfg.micro_batch_tokens
     device = next(model.parameters()).device
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else device
-    per_token = bytes_per_token(model, compute_dtype(cfg.dtype), cfg.gradient_checkpointing, lm_head)
-    fits = free_memory(device) / 2 / per_token
+    free = free_memory(device)
+    fits = free / 2 / bytes_per_token(model, compute_dtype(cfg.dtype), cfg.gradient_checkpointing, lm_head)
     tokens = 1 << max(9, min(17, int(math.log2(max(fits, 1)))))
     if is_main_process():
-        print(f"[align] micro-batches of at most {tokens} tokens (from {free_memory(device) / 2**30:.1f} GiB free; "
+        print(f"[align] micro-batches of at most {tokens} tokens (from {free / 2**30:.1f} GiB free; "
               f"--micro-batch-tokens to set)", flush=True)
     return tokens
 

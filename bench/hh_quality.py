@@ -46,9 +46,9 @@ def run_align(stage: str, train: Path, eval_: Path, out: Path, flags: list[str])
     wall = time.time() - t
     manifest = json.loads((out / f"align-{stage}" / "align.json").read_text())
     m, counts = manifest["metrics"], manifest["data"].get("counts", {})
-    pairs = (counts.get("train") or {}).get("pairs") or manifest["data"].get("train_pairs")
+    pairs = counts["train"]["pairs"]
     acc = m.get("eval_accuracy", m.get("eval_implicit_accuracy"))
-    return {"side": "align", "accuracy": acc, "eval_pairs": (counts.get("eval") or {}).get("pairs"),
+    return {"side": "align", "accuracy": acc, "eval_pairs": counts["eval"].get("pairs"),
             "train_pairs": pairs, "train_s": round(m["train_runtime"], 1), "wall_s": round(wall, 1),
             "pairs_per_s": round(pairs / m["train_runtime"], 3) if pairs and m["train_runtime"] else None,
             "metrics": m}

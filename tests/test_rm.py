@@ -150,6 +150,9 @@ def test_align_score_on_answers_and_conversations(trained_rm, jsonl):
     text = jsonl("text.jsonl", [{"text": "banana"}])
     result = runner.invoke(app, ["score", str(tmp / "run"), "--data", text])
     assert result.exit_code == 2 and "row 1, field 'text': plain text has no prompt/response turns" in result.output
+    unanswered = jsonl("unanswered.jsonl", [{"messages": [{"role": "user", "content": "hi"}]}])
+    result = runner.invoke(app, ["score", str(tmp / "missing-run"), "--data", unanswered])  # checked before loading
+    assert result.exit_code == 2 and "row 1, field 'messages': the conversation must end with an assistant" in result.output
 
 
 def test_the_reward_is_read_at_the_end_of_turn_token_never_at_padding(trained_rm):
