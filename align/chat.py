@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from align.errors import ModelError
+from align.errors import ConfigError, ModelError
 
 # Used when a tokenizer has no chat template (base models). Plain-text roles, and the tokenizer's EOS
 # token ends each assistant turn, so generation stops there. Documented in the README.
@@ -90,6 +90,8 @@ class Encoded:
 def encode_text(tokenizer, text: str, spans: list[tuple[int, int]] | None, max_length: int | None,
                 truncate: bool) -> Encoded:
     """Tokenise `text`; tokens starting inside a span carry loss (spans=None: every token does)."""
+    if max_length is not None and max_length < 1:  # a setting, not a fault of the row being encoded
+        raise ConfigError(f"max_length must be a positive number of tokens, got {max_length}")
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
     if spans is None:

@@ -51,8 +51,20 @@ class Loaded:
 
 # --- reading tables ----------------------------------------------------------------------------------
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+def _open_text(path: Path, newline: str | None = None):
+    """Text, with bytes that are not UTF-8 kept as lone surrogates (see _not_utf8) so they can be located."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape", newline=newline)
+    return open(path, encoding="utf-8", errors="surrogateescape", newline=newline)
+
+
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _not_utf8(text: str) -> tuple[int, str] | None:
+    """(index, message) of the first byte in `text` that was not UTF-8, or None."""
+    m = _ESCAPED_BYTE.search(text)
+    return m and (m.start(), f"not UTF-8 text: byte 0x{ord(m.group()) - 0xDC00:02x}")
 
 
 def _suffix(path: Path) -> str:
@@ -73,6 +85,9 @@ def read_table(path: str | Path) -> Iterator[tuple[int, Any]]:
         if kind in (".jsonl", ".ndjson"):
             with _open_text(p) as f:
                 for n, line in enumerate(f, 1):
+                    bad = _not_utf8(line)
+                    if bad:
+                        raise DataError(str(p), f"{bad[1]} at column {bad[0] + 1}", n)
                     if line.strip():
                         try:
                             yield n, json.loads(line)
@@ -80,18 +95,31 @@ def read_table(path: str | Path) -> Iterator[tuple[int, Any]]:
                             raise DataError(str(p), f"invalid JSON ({e.msg} at column {e.colno})", n) from None
         elif kind == ".json":
             with _open_text(p) as f:
-                try:
-                    doc = json.load(f)
-                except json.JSONDecodeError as e:
-                    raise DataError(str(p), f"invalid JSON ({e.msg} at line {e.lineno})") from None
+                text = f.read()
+            bad = _not_utf8(text)
+            if bad:
+                line = text.count("\n", 0, bad[0]) + 1
+                raise DataError(str(p), f"{bad[1]} at line {line}, column {bad[0] - text.rfind(chr(10), 0, bad[0])}")
+            try:
+                doc = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise DataError(str(p), f"invalid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
             if isinstance(doc, dict) and isinstance(doc.get("data"), list):
                 doc = doc["data"]
             if not isinstance(doc, list):
                 raise DataError(str(p), "a JSON file must hold a list of records (or {\"data\": [...]})")
             yield from enumerate(doc, 1)
         elif kind in (".csv", ".tsv"):
-            with _open_text(p) as f:
-                yield from enumerate(csv.DictReader(f, delimiter="\t" if kind == ".tsv" else ","), 1)
+            with _open_text(p, newline="") as f:
+                reader = csv.DictReader(f, delimiter="\t" if kind == ".tsv" else ",")
+                for n, rec in enumerate(reader, 1):
+                    for key, value in rec.items():
+                        for text in (key, value) if isinstance(value, str) else (key,):
+                            bad = _not_utf8(text) if isinstance(text, str) else None
+                            if bad:
+                                raise DataError(str(p), f"{bad[1]} at character {bad[0] + 1}"
+                                                + (" of the header" if text is key else ""), n, key)
+                    yield n, rec
         elif kind == ".parquet":
             import pyarrow.parquet as pq
 
@@ -144,10 +172,25 @@ def _text(rec: dict, key: str, where: tuple[str, int], required: bool = True) ->
     return value
 
 
+def _found(value: Any) -> str:
+    """What a wrong-typed field holds, for error messages: 'a string', 'an empty list', 'a number (3)'..."""
+    if isinstance(value, str):
+        return "a string" if value else "an empty string"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, (list, tuple)):
+        return "a list" if value else "an empty list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else type(value).__name__
+
+
 def _messages(value: Any, where: tuple[str, int], key: str, role_map: dict | None = None,
               role_key: str = "role", content_key: str = "content") -> list[dict]:
     if not isinstance(value, list) or not value:
-        raise DataError(where[0], "expected a non-empty list of messages", where[1], key)
+        raise DataError(where[0], f"expected a non-empty list of messages, got {_found(value)}", where[1], key)
     out = []
     for i, m in enumerate(value):
         f = f"{key}[{i}]"
@@ -159,7 +202,8 @@ def _messages(value: Any, where: tuple[str, int], key: str, role_map: dict | Non
             raise DataError(where[0], f"unknown role {m.get(role_key)!r}", where[1], f"{f}.{role_key}")
         content = m.get(content_key)
         if not isinstance(content, str):
-            raise DataError(where[0], "missing or not a string", where[1], f"{f}.{content_key}")
+            raise DataError(where[0], "missing field" if content is None else f"expected a string, got {_found(content)}",
+                            where[1], f"{f}.{content_key}")
         if not content.strip():
             raise DataError(where[0], "empty", where[1], f"{f}.{content_key}")
         out.append({"role": role, "content": content})
@@ -184,17 +228,17 @@ def _records(path: str) -> Iterator[tuple[tuple[str, int], dict]]:
         yield (path, n), rec
 
 
-def _detect(path: str, rec: dict, formats: dict[str, tuple[str, ...]]) -> str:
-    """The first format whose columns a record has; else name the nearest format's missing field."""
+def _detect(path: str, row: int, rec: dict, formats: dict[str, tuple[str, ...]]) -> str:
+    """The first format whose columns a record (row `row`) has; else name the nearest format's missing field."""
     for name, keys in formats.items():
         if all(k in rec for k in keys):
             return name
     near = max(formats, key=lambda n: sum(k in rec for k in formats[n]) / len(formats[n]))
     if any(k in rec for k in formats[near]):
         missing = next(k for k in formats[near] if k not in rec)
-        raise DataError(path, f"missing field (the row looks like {near} format)", 1, missing)
+        raise DataError(path, f"missing field (the row looks like {near} format)", row, missing)
     wanted = "; ".join(f"{n} ({', '.join(k)})" for n, k in formats.items())
-    raise DataError(path, f"unknown format: columns {sorted(rec)}; expected one of: {wanted}", 1)
+    raise DataError(path, f"unknown format: columns {sorted(rec)}; expected one of: {wanted}", row)
 
 
 def _load(paths: list[str] | str, formats: dict[str, tuple[str, ...]], convert) -> Loaded:
@@ -205,7 +249,7 @@ def _load(paths: list[str] | str, formats: dict[str, tuple[str, ...]], convert) 
     for path in paths:
         fmt, count = None, 0
         for where, rec in _records(path):
-            fmt = fmt or _detect(path, rec, formats)
+            fmt = fmt or _detect(path, where[1], rec, formats)
             missing = [k for k in formats[fmt] if k not in rec]
             if missing:
                 raise DataError(path, f"missing field (this file is in {fmt} format)", where[1], missing[0])
@@ -306,7 +350,7 @@ def ranked_pairs(responses: list[tuple[list[dict], float]]) -> list[tuple[int, i
 def _ranked_responses(rec: dict, where: tuple[str, int]) -> list[tuple[list[dict], float]]:
     items = rec["responses"]
     if not isinstance(items, list):
-        raise DataError(where[0], "expected a list of responses", where[1], "responses")
+        raise DataError(where[0], f"expected a list of responses, got {_found(items)}", where[1], "responses")
     if len(items) < 2:
         raise DataError(where[0], f"a ranking needs at least two responses, got {len(items)}", where[1], "responses")
     out, kinds = [], set()

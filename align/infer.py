@@ -69,12 +69,15 @@ def generate_cli(spec: str, prompt: list[str], prompts_file, max_new_tokens: int
 def merge(run_dir: str, output: str, overwrite: bool = False, dtype: str = "auto") -> None:
     """Write base + all adapters merged as a standalone safetensors checkpoint (written aside, then renamed)."""
     out = Path(output)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise RunError(f"{output}: already exists; pass --overwrite to replace it")
+    # --overwrite replaces only a checkpoint this command wrote (it holds runs.MERGED_MARKER); the old one is
+    # deleted only once the new one is in place (atomic_dir)
+    runs.check_replaceable(out, overwrite, runs.MERGED_MARKER, "merged checkpoint")
     model, tok, manifest = models.load_run(run_dir, dtype=dtype)
     with runs.atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
+        runs.write_json_atomic(tmp / runs.MERGED_MARKER, {"align_merged": 1, "from": str(Path(run_dir).resolve()),
+                                                          "stage": manifest["stage"], "created": runs.now()})
     print(f"merged {manifest['stage']} run {run_dir} -> {output}")
 
 

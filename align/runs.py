@@ -7,6 +7,22 @@ Layout of a run:
     checkpoints/    Trainer checkpoints (for --resume); removed when the run completes
     logs.jsonl      one JSON line per logging step
 Files are written to a temporary name and renamed, so a kill never leaves a corrupt manifest.
+
+Claiming an output (Run.open for runs, check_replaceable + atomic_dir for `align merge`):
+  - a missing or empty directory is used as it is; the current directory, its parents, the home directory
+    (or a parent of it) and / are never used as an output nor replaced;
+  - an existing run is continued with --resume (same stage and same options: see RESUME_MAY_DIFFER), or
+    replaced with --overwrite, which replaces only what align wrote: a run directory whose align.json is our
+    manifest, a merged checkpoint holding align-merged.json. Anything else is refused (exit 2), saying why;
+  - a replaced run is not deleted when it is claimed: it is renamed to a hidden sibling `.NAME.old-PID`
+    (listed in the new manifest under `replaces`) and deleted once the new run is complete. If the new run
+    fails before its first checkpoint, the new directory is removed and the old one renamed back; if it is
+    killed, the old one stays beside it until the new run (resumed) completes.
+Finishing (Run.finish): the stage saves its model, then the manifest is written `complete`, and only then
+are checkpoints and replaced runs removed. A kill at any point leaves a complete run, or a resumable one
+whose last checkpoint may be the final step (train.fit then loads it instead of training again).
+Liveness: the manifest records the pid and host of the process writing it; a `running` manifest whose
+process is gone from this host is reported `interrupted` (read_manifest).
 """
 
 from __future__ import annotations
@@ -15,6 +31,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -27,7 +44,19 @@ from typing import Any
 from align.errors import RunError
 
 MANIFEST = "align.json"
+MERGED_MARKER = "align-merged.json"  # marks a checkpoint written by `align merge` (so --overwrite may replace it)
 COMPLETE, RUNNING, INTERRUPTED = "complete", "running", "interrupted"
+
+# Options that may differ when a run is resumed: they cannot change what it trains (where it is written,
+# how often it logs, checkpoints or evaluates, how a batch is split into micro-batches or whether activations
+# are recomputed: the same gradients up to rounding). Every other option must equal the run's.
+RESUME_MAY_DIFFER = frozenset({
+    "output", "resume", "overwrite", "logging_steps", "save_steps", "save_total_limit", "eval_steps",
+    "sample_steps", "cache_dir", "micro_batch_tokens", "micro_batch_size", "gradient_checkpointing",
+    "trust_remote_code",
+})
+# Data options are compared by the content of their files (the manifest's sha256), not by their paths.
+DATA_KEYS = {"data": "train", "eval_data": "eval", "prompts": "prompts"}
 
 
 def now() -> str:
@@ -52,13 +81,70 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    aside = None
     try:
         yield tmp
-        if target.exists():
-            shutil.rmtree(target)
+        if target.exists() or target.is_symlink():
+            aside = move_aside(target)  # deleted only once the new one is in place
         os.replace(tmp, target)
+    except BaseException:
+        if aside is not None and not target.exists():
+            os.rename(aside, target)
+            aside = None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def move_aside(path: str | Path) -> Path:
+    """Rename `path` to a hidden sibling `.NAME.old-PID` (a free name) and return it."""
+    path = Path(os.path.abspath(path))
+    for i in range(1000):
+        aside = path.with_name(f".{path.name}.old-{os.getpid()}" + (f"-{i}" if i else ""))
+        if not (aside.exists() or aside.is_symlink()):
+            break
+    os.rename(path, aside)
+    return aside
+
+
+def protected(path: str | Path) -> str | None:
+    """Why `path` may never be an output nor be replaced: the current directory, one of its parents, the
+    home directory or one of its parents, the filesystem root. None for any other path."""
+    p = Path(path).expanduser().resolve()
+    cwd, home = Path.cwd().resolve(), Path.home().resolve()
+    if p == Path(p.anchor):
+        return "the filesystem root"
+    if p == cwd:
+        return "the current directory"
+    if p in cwd.parents:
+        return "a parent of the current directory"
+    if p == home:
+        return "your home directory"
+    if p in home.parents:
+        return "a parent of your home directory"
+    return None
+
+
+def check_replaceable(path: str | Path, overwrite: bool, marker: str, what: str) -> None:
+    """Refuse to write `what` to `path` where that would replace something align did not write (one holding
+    `marker`), or where it would replace anything without --overwrite."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{path}: is a file, not a directory")
+    why = protected(path)
+    if why:
+        raise RunError(f"{path}: is {why}; align never writes its output there nor replaces it "
+                       f"(give a directory of its own, e.g. --output merged/NAME)")
+    if not (path.exists() and any(path.iterdir())):
+        return
+    ours = (path / marker).is_file()
+    if not ours:
+        raise RunError(f"{path}: already exists and is not a {what} written by align (no {marker}); "
+                       f"--overwrite only replaces what align wrote: choose another --output")
+    if not overwrite:
+        raise RunError(f"{path}: already exists; pass --overwrite to replace it")
 
 
 def library_versions() -> dict[str, str]:
@@ -71,14 +157,79 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def process_info() -> dict[str, Any]:
+    """Who writes a manifest: recorded at start so that a run whose process is gone can be told apart."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "pid_started": _process_started(os.getpid())}
+
+
+def _process_started(pid: int) -> str | None:
+    """The process's start time (clock ticks after boot, /proc/PID/stat field 22): tells a reused pid apart."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, as another user's process
+    except (OSError, OverflowError):
+        return False
+    now_started = _process_started(pid) if started else None
+    return not (now_started and now_started != started)
+
+
+def writer(manifest: dict[str, Any]) -> str:
+    return f"pid {manifest.get('pid')} on {manifest.get('host')}"
+
+
+def is_stale(manifest: dict[str, Any]) -> bool:
+    """A `running` manifest whose process is gone from this host (killed, or the machine rebooted).
+
+    Our own pid counts as gone: this process is not inside that run (an earlier attempt in it ended)."""
+    if manifest.get("status") != RUNNING or not _has_pid(manifest) or manifest.get("host") != socket.gethostname():
+        return False
+    return manifest["pid"] == os.getpid() or not _alive(manifest["pid"], manifest.get("pid_started"))
+
+
+def is_live(manifest: dict[str, Any]) -> bool:
+    """Still `running` after the staleness check, written by another process on this host."""
+    return manifest.get("status") == RUNNING and manifest.get("host") == socket.gethostname() and _has_pid(manifest)
+
+
+def _has_pid(manifest: dict[str, Any]) -> bool:
+    pid = manifest.get("pid")
+    return isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
+
+
+def peek_manifest(run_dir: str | Path) -> dict[str, Any] | None:
+    """The manifest if `run_dir` holds one that align wrote, else None (no error)."""
+    try:
+        manifest = read_manifest(run_dir)
+    except RunError:
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("align_manifest") and manifest.get("stage") else None
+
+
 def read_manifest(run_dir: str | Path, require_complete: bool = False) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST
     if not path.exists():
         raise RunError(f"{run_dir}: not an align run directory (no {MANIFEST})")
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"{path}: corrupt manifest ({e})") from None
+    except OSError as e:
+        raise RunError(f"{path}: cannot read manifest ({e.strerror})") from None
+    if not isinstance(manifest, dict):
+        raise RunError(f"{path}: corrupt manifest (not a JSON object)")
+    if is_stale(manifest):
+        manifest["status"] = INTERRUPTED
+        manifest["error"] = f"its process ({writer(manifest)}) is gone: killed before it could record why"
     if require_complete and manifest.get("status") != COMPLETE:
         raise RunError(f"{run_dir}: the {manifest.get('stage')} run is {manifest.get('status')}, not complete "
                        f"(finish it with --resume first)")
@@ -129,6 +280,9 @@ class Run:
     def __init__(self, path: str | Path, stage: str):
         self.path, self.stage = Path(path), stage
         self.fresh = False
+        self.created = False  # we made the directory (else it existed, empty)
+        self.started = False  # start() wrote the manifest
+        self.aside: Path | None = None  # the run this one replaces, renamed aside until this one completes
         self.manifest: dict[str, Any] = {}
 
     @property
@@ -137,12 +291,15 @@ class Run:
 
     @classmethod
     def open(cls, path: str | None, stage: str, overwrite: bool = False, resume: bool = False) -> Run:
-        """Claim the output directory: never silently overwrite, resume only what this stage started."""
+        """Claim the output directory: never silently overwrite, resume only what this stage started, and
+        replace only a run align wrote (see the module docstring)."""
         if not path:
             raise RunError("no output directory: pass --output DIR")
         if not is_main_process():
             return ReadOnlyRun(path, stage)
         run = cls(path, stage)
+        if run.path.exists() and not run.path.is_dir():
+            raise RunError(f"{path}: is a file, not a directory")
         exists = run.path.exists() and any(run.path.iterdir())
         if resume:
             if not exists:
@@ -151,25 +308,65 @@ class Run:
             if manifest.get("stage") != stage:
                 raise RunError(f"{path}: holds a {manifest.get('stage')} run, not {stage}")
             if manifest.get("status") == COMPLETE:
+                run.manifest = manifest
+                run._remove_leftovers()  # a kill between `complete` and the clean-up
                 raise RunError(f"{path}: the run is already complete; nothing to resume")
+            if is_live(manifest):
+                raise RunError(f"{path}: the run is in progress ({writer(manifest)}); wait for it to end, or "
+                               f"stop that process, before resuming")
+            if manifest.get("status") == RUNNING:
+                print(f"[align] {path}: the manifest says running ({writer(manifest)}); that host cannot be "
+                      "checked from here: resuming (make sure that process is gone)", file=sys.stderr, flush=True)
             run.manifest = manifest
             return run
+        why = protected(run.path)
+        if why:
+            raise RunError(f"{path}: is {why}; align never writes a run there nor replaces it "
+                           f"(give the run a directory of its own, e.g. --output runs/NAME)")
         if exists:
+            old = peek_manifest(run.path)
+            if old is None:
+                raise RunError(f"{path}: already exists and is not an align run directory (no manifest {MANIFEST} "
+                               f"written by align); --overwrite only replaces align runs: choose another --output")
+            if is_live(old):
+                raise RunError(f"{path}: holds a {old['stage']} run in progress ({writer(old)}); "
+                               f"it cannot be resumed or replaced while that process runs")
             if not overwrite:
-                raise RunError(f"{path}: already exists; pass --overwrite to replace it or --resume to continue it")
-            shutil.rmtree(run.path)
+                if old.get("status") == COMPLETE or old.get("stage") != stage:
+                    raise RunError(f"{path}: already exists; pass --overwrite to replace its "
+                                   f"{old.get('status')} {old['stage']} run")
+                raise RunError(f"{path}: already exists; pass --overwrite to replace it or --resume to continue it "
+                               f"(its {old['stage']} run is {old.get('status')})")
+            run.aside = move_aside(run.path)
+            run.manifest = {"replaces": [str(run.aside)] + [p for p in old.get("replaces") or [] if Path(p).exists()]}
+        run.created = not run.path.exists()
         run.path.mkdir(parents=True, exist_ok=True)
         run.fresh = True
         return run
 
     def write(self, **fields: Any) -> None:
-        self.manifest.update(fields)
-        write_json_atomic(self.path / MANIFEST, self.manifest)
+        manifest = {**self.manifest, **fields}
+        write_json_atomic(self.path / MANIFEST, manifest)
+        self.manifest = manifest  # only once it is on disk: what we hold is what a reader would see
 
     def start(self, cfg_dict: dict[str, Any], **fields: Any) -> None:
+        """Write the manifest `running`. A resumed run must be the same run: other options are refused here,
+        before anything is written."""
         if self.fresh:
-            self.manifest = {"align_manifest": 1, "stage": self.stage, "created": now()}
-        self.write(status=RUNNING, config=cfg_dict, versions=library_versions(), command=sys.argv, **fields)
+            self.manifest = {"align_manifest": 1, "stage": self.stage, "created": now(), **self.manifest}
+        elif self.manifest.get("config") is not None:
+            diffs, allowed = resume_differences(self.manifest, cfg_dict, fields.get("data"))
+            if diffs:
+                raise RunError(f"{self.path}: --resume continues the same run, but these options differ from "
+                               f"the run's (option: run's value -> given):\n"
+                               + "".join(f"  {k}: {a!r} -> {b!r}\n" for k, a, b in diffs)
+                               + "Give the run's values, or start another run (a new --output, or --overwrite to "
+                               f"replace this one). Free to change on resume: {', '.join(sorted(RESUME_MAY_DIFFER))}.")
+            fields["resumes"] = (self.manifest.get("resumes") or []) + [
+                {"time": now(), "command": sys.argv, "changed": {k: [a, b] for k, a, b in allowed}}]
+        self.started = True
+        self.write(status=RUNNING, config=cfg_dict, versions=library_versions(),
+                   **({"command": sys.argv} if self.fresh else {}), **process_info(), **fields)
 
     def latest_checkpoint(self) -> str | None:
         """The newest checkpoint whose trainer state was fully written; half-written ones are removed."""
@@ -186,9 +383,31 @@ class Run:
         return str(max(done)[1]) if done else None
 
     def finish(self, metrics: dict[str, Any], keep_checkpoints: bool = False) -> None:
+        """Mark the run complete (its model is saved), then remove what it no longer needs. In this order a
+        kill leaves either a complete run or one whose final checkpoint a resume finishes from."""
+        self.write(status=COMPLETE, finished=now(), metrics=metrics)
+        self._remove_leftovers(keep_checkpoints)
+
+    def _remove_leftovers(self, keep_checkpoints: bool = False) -> None:
+        """Of a complete run: its checkpoints, and the runs it replaced (hidden siblings `.NAME.old-PID`)."""
         if not keep_checkpoints:
             shutil.rmtree(self.checkpoints, ignore_errors=True)
-        self.write(status=COMPLETE, finished=now(), metrics=metrics)
+        for old in self.manifest.get("replaces") or []:
+            old = Path(old)
+            if old.name.startswith(f".{Path(os.path.abspath(self.path)).name}.old-") and peek_manifest(old):
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _discard(self) -> None:
+        """Remove this fresh run (nothing worth keeping) and put back the run it replaced, if any."""
+        if self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:  # an empty directory we were given: empty it again, keep it
+            for entry in self.path.iterdir():
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        if self.aside is not None and not self.path.exists():
+            os.rename(self.aside, self.path)
+            print(f"[align] the run failed before its first checkpoint; the previous run is back in {self.path}",
+                  file=sys.stderr)
 
     def __enter__(self) -> Run:
         return self
@@ -196,12 +415,37 @@ class Run:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None or self.manifest.get("status") == COMPLETE:
             return
-        if self.fresh and not (self.checkpoints.exists() and any(self.checkpoints.iterdir())):
-            shutil.rmtree(self.path, ignore_errors=True)  # nothing worth keeping: leave no half-written run
+        if self.fresh and (not self.started or not (self.checkpoints.exists() and any(self.checkpoints.iterdir()))):
+            self._discard()  # nothing worth keeping: leave no half-written run
             return
-        if (self.path / MANIFEST).exists():
+        if self.started and (self.path / MANIFEST).exists():
             self.write(status=INTERRUPTED, error=f"{exc_type.__name__}: {exc}")
             print(f"[align] run interrupted; continue it with --resume --output {self.path}", file=sys.stderr)
+            if self.aside is not None:
+                print(f"[align] the run it replaces stays in {self.aside} until this one completes",
+                      file=sys.stderr)
+
+
+def resume_differences(manifest: dict[str, Any], cfg_dict: dict[str, Any], data: dict[str, Any] | None
+                       ) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
+    """(options that differ and may not, options that differ and may) between a run's manifest and the
+    options it is resumed with. Data files are compared by content; an option only one side knows (a
+    manifest from another align version) is not compared."""
+    old = manifest.get("config") or {}
+    new = json.loads(json.dumps(cfg_dict, default=str))
+    old_data, data = manifest.get("data") or {}, data or {}
+    diffs, allowed = [], []
+    for key in sorted(set(old) & set(new)):
+        split = DATA_KEYS.get(key)
+        if split and isinstance(old_data.get(split), list) and isinstance(data.get(split), list):
+            a = [f.get("sha256") for f in old_data[split]]
+            b = [f.get("sha256") for f in json.loads(json.dumps(data[split], default=str))]
+            if a != b:
+                diffs.append((f"{key} (file contents, sha256)", [h[:12] if h else h for h in a],
+                              [h[:12] if h else h for h in b]))
+        elif old[key] != new[key]:
+            (allowed if key in RESUME_MAY_DIFFER else diffs).append((key, old[key], new[key]))
+    return diffs, [d for d in allowed if d[0] not in ("resume", "overwrite")]
 
 
 class ReadOnlyRun(Run):

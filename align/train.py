@@ -172,6 +172,16 @@ def fit(trainer, run: Run, resume: bool) -> dict[str, Any]:
     if ckpt:
         print(f"[align] resuming from {ckpt}", flush=True)
         drop_logs_after(run.path / "logs.jsonl", int(Path(ckpt).name.split("-")[-1]))
+        state = json.loads((Path(ckpt) / "trainer_state.json").read_text())
+        if state.get("max_steps") and state.get("global_step", 0) >= state["max_steps"]:
+            # Killed while finishing: the Trainer's last checkpoint is the final step. Training from it would run
+            # one step more; load it instead, and the stage saves and completes the run as it would have.
+            from transformers import TrainerState
+
+            print("[align] that checkpoint is the final step: finishing the run without training again", flush=True)
+            trainer._load_from_checkpoint(ckpt)
+            trainer.state = TrainerState.load_from_json(str(Path(ckpt) / "trainer_state.json"))
+            return {}
     out = trainer.train(resume_from_checkpoint=ckpt)
     return dict(out.metrics)
 

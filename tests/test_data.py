@@ -74,7 +74,13 @@ def error_of(fn, *args) -> DataError:
     ([{"messages": CHAT}, {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "}]}],
      "d.jsonl, row 2, field 'messages[1].content': empty"),
     ([{"messages": [{"role": "robot", "content": "hi"}]}], "d.jsonl, row 1, field 'messages[0].role': unknown role 'robot'"),
-    ([{"messages": "hello"}], "d.jsonl, row 1, field 'messages': expected a non-empty list of messages"),
+    ([{"messages": "hello"}], "d.jsonl, row 1, field 'messages': expected a non-empty list of messages, got a string"),
+    ([{"messages": CHAT}, {"messages": []}],
+     "d.jsonl, row 2, field 'messages': expected a non-empty list of messages, got an empty list"),
+    ([{"messages": {"role": "user"}}], "d.jsonl, row 1, field 'messages': expected a non-empty list of messages, got an object"),
+    ([{"prompt": 3, "completion": "y"}], "d.jsonl, row 1, field 'prompt': expected a non-empty list of messages, got a number (3)"),
+    ([{"messages": [{"role": "user", "content": ["hi"]}]}],
+     "d.jsonl, row 1, field 'messages[0].content': expected a string, got a list"),
     ([{"instruction": "x", "output": 3}], "d.jsonl, row 1, field 'output': expected a string, got int"),
     ([{"prompt": "x", "completion": "y"}, {"prompt": "x"}],
      "d.jsonl, row 2, field 'completion': missing field (this file is in prompt-completion format)"),
@@ -129,3 +135,45 @@ def test_data_inspect_shows_loss_tokens_and_end_of_turn(tiny_model, jsonl):
     everything = preview.inspect_sft([jsonl("d.jsonl", [{"messages": CHAT}])], tiny_model, 1, 64, False, False,
                                      color=False)
     assert "WARNING: every token carries loss" in everything
+
+
+WANTED = "; ".join(f"{n} ({', '.join(k)})" for n, k in data.SFT_FORMATS.items())
+
+
+@pytest.mark.parametrize("name, content, message", [
+    # the first record is on line 3 (blank lines before it): row 3, not row 1
+    ("a.jsonl", b'\n\n{"question": "q", "answer": "a"}\n',
+     f"a.jsonl, row 3: unknown format: columns ['answer', 'question']; expected one of: {WANTED}"),
+    ("b.jsonl", b'\n{"instruction": "x"}\n', "b.jsonl, row 2, field 'output': missing field (the row looks like alpaca format)"),
+    ("c.json", b'[{"question": "q"}]', f"c.json, row 1: unknown format: columns ['question']; expected one of: {WANTED}"),
+    # JSON errors: the real column (and line, for a whole-file JSON document)
+    ("d.jsonl", b'{"text": "ok"}\n{"text": "a" "b"}\n', "d.jsonl, row 2: invalid JSON (Expecting ',' delimiter at column 14)"),
+    ("e.json", b'[{"text": "ok"},\n {"text": "a",, "b"}]\n',
+     "e.json: invalid JSON (Expecting property name enclosed in double quotes at line 2, column 15)"),
+    # bytes that are not UTF-8: row (JSONL line, CSV record) or line, and column
+    ("f.jsonl", b'{"text": "ok"}\n{"text": "caf\xe9"}\n', "f.jsonl, row 2: not UTF-8 text: byte 0xe9 at column 14"),
+    ("g.json", b'[{"text": "ok"},\n {"text": "caf\xe9"}]\n', "g.json: not UTF-8 text: byte 0xe9 at line 2, column 15"),
+    ("h.csv", b'text,x\nok,1\n"two\nlines caf\xe9",2\n',
+     "h.csv, row 2, field 'text': not UTF-8 text: byte 0xe9 at character 14"),
+    ("i.jsonl.gz", __import__("gzip").compress(b'{"text": "\xff"}\n'), "i.jsonl.gz, row 1: not UTF-8 text: byte 0xff at column 11"),
+], ids=["unknown-format-row", "near-format-row", "unknown-format-json", "jsonl-column", "json-line-column",
+        "utf8-jsonl", "utf8-json", "utf8-csv", "utf8-gz"])
+def test_messages_say_where_the_problem_really_is(tmp_path, name, content, message):
+    """Exact messages: the real row of an unrecognised record, the real column of a JSON error, the row/line
+    and column of a byte that is not UTF-8."""
+    (tmp_path / name).write_bytes(content)
+    assert str(error_of(data.load_sft, str(tmp_path / name))) == f"{tmp_path / name}".removesuffix(name) + message
+
+
+def test_max_length_zero_is_not_reported_as_a_data_error(tiny_model, tmp_path, jsonl):
+    from align import chat, models
+    from align.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_length must be a positive number of tokens, got 0"):
+        chat.encode_chat(models.load_tokenizer(tiny_model), CHAT, 0)
+    path = jsonl("d.jsonl", [{"messages": CHAT}])
+    result = CliRunner().invoke(app, ["sft", "--model", tiny_model, "--data", path, "--output",
+                                      str(tmp_path / "run"), "--max-length", "0"])
+    assert result.exit_code == 2, result.output
+    assert "max_length" in result.output and "row" not in result.output and "d.jsonl" not in result.output
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,270 @@
+"""--overwrite replaces only what align wrote: never a project folder, the current directory, home or /.
+
+Every case runs on throwaway directories under tmp_path and checks that what was there is still there, byte for
+byte. Most call Run.open / the merge output check directly (no model is loaded); one goes through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from align import runs
+from align.cli import app
+from align.errors import RunError
+
+from test_sft import qa_rows
+
+runner = CliRunner()
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every file (hidden ones included) and directory under `root`, with the bytes of the files."""
+    return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes()) for p in sorted(root.rglob("*"))}
+
+
+def project(root: Path) -> Path:
+    """A folder that is not a run: source, a README, a hidden .ssh with a key."""
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "main.py").write_text("print('hello')\n")
+    (root / "README.md").write_text("# my project\n")
+    (root / ".ssh").mkdir()
+    (root / ".ssh" / "id_ed25519").write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\x00\x01\n")
+    return root
+
+
+def fake_run(path: Path, stage: str = "sft", status: str = runs.COMPLETE, **fields) -> Path:
+    """A run directory as align leaves it (manifest + adapter), without training anything."""
+    (path / "adapter").mkdir(parents=True)
+    (path / "adapter" / "adapter_model.safetensors").write_bytes(b"weights of the old run")
+    runs.write_json_atomic(path / runs.MANIFEST, {"align_manifest": 1, "stage": stage, "status": status,
+                                                  "config": {"output": str(path)}, **fields})
+    return path
+
+
+def refused(path, *, overwrite=True, resume=False, match: str) -> RunError:
+    with pytest.raises(RunError, match=match) as e:
+        runs.Run.open(str(path), "sft", overwrite=overwrite, resume=resume)
+    return e.value
+
+
+def test_overwrite_refuses_the_current_directory(tmp_path, monkeypatch):
+    here = project(tmp_path / "proj")
+    monkeypatch.chdir(here)
+    before = snapshot(tmp_path)
+    err = refused(".", match="is the current directory")
+    assert "--overwrite" not in str(err).split(";")[1]  # it does not suggest the flag that would do it
+    refused(".", overwrite=False, match="is the current directory")
+    refused(str(here), match="is the current directory")  # however it is spelled
+    refused("src/..", match="is the current directory")
+    assert snapshot(tmp_path) == before
+
+
+def test_overwrite_refuses_the_current_directory_even_when_it_is_a_run(tmp_path, monkeypatch):
+    run_dir = fake_run(tmp_path / "old")
+    monkeypatch.chdir(run_dir)
+    before = snapshot(tmp_path)
+    refused(".", match="is the current directory")
+    assert snapshot(tmp_path) == before
+
+
+def test_overwrite_refuses_parents_of_the_current_directory_home_and_root(tmp_path, monkeypatch):
+    home = project(tmp_path / "home" / "me")
+    work = home / "work" / "deep"
+    work.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    before = snapshot(tmp_path)
+    refused("..", match="is a parent of the current directory")
+    refused(str(home.parent), match="a parent of the current directory")
+    refused("~", match="your home directory|parent of the current directory")
+    monkeypatch.chdir(tmp_path)
+    refused(str(home), match="is your home directory")
+    refused("~", match="is your home directory")
+    refused(str(tmp_path / "home"), match="is a parent of your home directory")
+    assert runs.protected("/") == "the filesystem root"  # (not tried for real: on a broken build that is rm -rf /)
+    assert snapshot(tmp_path) == before
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path):
+    folder = project(tmp_path / "keys")
+    before = snapshot(tmp_path)
+    err = refused(folder, match="is not an align run directory")
+    assert "--overwrite only replaces align runs" in str(err)
+    # without --overwrite the message must not suggest it either
+    err = refused(folder, overwrite=False, match="is not an align run directory")
+    assert "pass --overwrite" not in str(err)
+    # a file named align.json that align did not write does not make a folder a run
+    (folder / "align.json").write_text(json.dumps({"name": "my align config"}))
+    before = snapshot(tmp_path)
+    refused(folder, match="is not an align run directory")
+    (folder / "align.json").write_text("not json at all")
+    before = snapshot(tmp_path)
+    refused(folder, match="is not an align run directory")
+    assert snapshot(tmp_path) == before
+    (tmp_path / "file").write_text("x")
+    refused(tmp_path / "file", match="is a file, not a directory")
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_completes(tmp_path):
+    old = fake_run(tmp_path / "runs" / "sft")
+    (tmp_path / "runs" / "notes.txt").write_text("beside the run\n")
+    old_files = snapshot(old)
+    run = runs.Run.open(str(old), "sft", overwrite=True)
+    aside = Path(run.manifest["replaces"][0])
+    assert aside.parent == old.parent and aside.name.startswith(".sft.old-")
+    assert snapshot(aside) == old_files and not any(old.iterdir())  # moved aside, not deleted
+    with run:
+        run.start({"output": str(old)}, data={})
+        assert runs.read_manifest(old)["replaces"] == [str(aside)]
+        (old / "adapter").mkdir()
+        (old / "adapter" / "adapter_model.safetensors").write_bytes(b"new weights")
+        assert snapshot(aside) == old_files  # still there while the new run trains
+        run.finish({"steps": 1})
+    assert not aside.exists() and sorted(p.name for p in old.parent.iterdir()) == ["notes.txt", "sft"]
+    assert (old / "adapter" / "adapter_model.safetensors").read_bytes() == b"new weights"
+    assert runs.read_manifest(old, require_complete=True)["stage"] == "sft"
+
+
+@pytest.mark.parametrize("when", ["before start", "after start"])
+def test_a_replacement_that_fails_before_its_first_checkpoint_puts_the_old_run_back(tmp_path, when):
+    old = fake_run(tmp_path / "runs" / "sft")
+    before = snapshot(tmp_path)
+    with pytest.raises(RuntimeError, match="boom"):
+        with runs.Run.open(str(old), "sft", overwrite=True) as run:
+            if when == "after start":
+                run.start({"output": str(old)}, data={})
+                (old / "logs.jsonl").write_text("{}\n")
+            raise RuntimeError("boom")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_replacement_interrupted_after_a_checkpoint_keeps_both_until_it_completes(tmp_path):
+    old = fake_run(tmp_path / "runs" / "sft")
+    old_files = snapshot(old)
+    with pytest.raises(RuntimeError):
+        with runs.Run.open(str(old), "sft", overwrite=True) as run:
+            run.start({"output": str(old)}, data={})
+            (run.checkpoints / "checkpoint-2").mkdir(parents=True)
+            raise RuntimeError("boom")
+    aside = Path(runs.read_manifest(old)["replaces"][0])
+    assert runs.read_manifest(old)["status"] == runs.INTERRUPTED and snapshot(aside) == old_files
+    resumed = runs.Run.open(str(old), "sft", resume=True)
+    with resumed:
+        resumed.start({"output": str(old)}, data={})
+        resumed.finish({})
+    assert not aside.exists() and not resumed.checkpoints.exists()
+
+
+def test_overwrite_refuses_a_run_whose_process_is_alive(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        old = fake_run(tmp_path / "sft", status=runs.RUNNING, **{**runs.process_info(), "pid": proc.pid,
+                                                                "pid_started": runs._process_started(proc.pid)})
+        before = snapshot(tmp_path)
+        refused(old, match="in progress")
+        refused(old, overwrite=False, match="in progress")
+        refused(old, overwrite=False, resume=True, match="in progress")
+        assert snapshot(tmp_path) == before
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_cli_overwrite_of_a_project_folder_exits_2_and_touches_nothing(tiny_model, tmp_path, jsonl):
+    data = jsonl("qa.jsonl", qa_rows(1))
+    folder = project(tmp_path / "proj")
+    before = snapshot(tmp_path)
+    result = runner.invoke(app, ["sft", "--model", tiny_model, "--data", data, "--output", str(folder),
+                                 "--overwrite", "--max-steps", "1"])
+    assert result.exit_code == 2, result.output
+    assert "is not an align run directory" in result.output
+    assert snapshot(tmp_path) == before
+
+
+def test_pipeline_stage_with_output_dot_and_overwrite_exits_2(tiny_model, tmp_path, monkeypatch):
+    here = tmp_path / "proj"
+    here.mkdir()
+    (here / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa_rows(1)))
+    (here / "pipeline.yaml").write_text(yaml.safe_dump({"output": "runs", "stages": {
+        "sft": {"model": tiny_model, "data": "qa.jsonl", "max_steps": 1, "output": "."}}}))
+    monkeypatch.chdir(here)
+    before = snapshot(tmp_path)
+    result = runner.invoke(app, ["run", "pipeline.yaml", "--overwrite"])
+    assert result.exit_code == 2, result.output
+    assert "is the current directory" in result.output
+    assert snapshot(tmp_path) == before
+
+
+# --- align merge ---------------------------------------------------------------------------------------
+
+def test_merge_output_check_refuses_what_align_did_not_write(tmp_path, monkeypatch):
+    folder = project(tmp_path / "proj")
+    before = snapshot(tmp_path)
+    for overwrite in (False, True):
+        with pytest.raises(RunError, match="is not a merged checkpoint written by align") as e:
+            runs.check_replaceable(folder, overwrite, runs.MERGED_MARKER, "merged checkpoint")
+        assert "pass --overwrite" not in str(e.value)
+    monkeypatch.chdir(folder)
+    with pytest.raises(RunError, match="is the current directory"):
+        runs.check_replaceable(Path("."), True, runs.MERGED_MARKER, "merged checkpoint")
+    monkeypatch.setenv("HOME", str(folder))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunError, match="is your home directory"):
+        runs.check_replaceable(Path("~").expanduser(), True, runs.MERGED_MARKER, "merged checkpoint")
+    assert snapshot(tmp_path) == before
+    # ours (marker written by `align merge`): replaced with --overwrite only; missing or empty: fine
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / runs.MERGED_MARKER).write_text("{}")
+    with pytest.raises(RunError, match="already exists; pass --overwrite"):
+        runs.check_replaceable(merged, False, runs.MERGED_MARKER, "merged checkpoint")
+    runs.check_replaceable(merged, True, runs.MERGED_MARKER, "merged checkpoint")
+    runs.check_replaceable(tmp_path / "new", False, runs.MERGED_MARKER, "merged checkpoint")
+
+
+def test_cli_merge_overwrite_of_a_project_folder_exits_2(tmp_path):
+    folder = project(tmp_path / "proj")
+    before = snapshot(tmp_path)
+    # refused before the run is even read: the run directory here does not exist
+    result = runner.invoke(app, ["merge", str(tmp_path / "no-run"), "--output", str(folder), "--overwrite"])
+    assert result.exit_code == 2 and "is not a merged checkpoint written by align" in result.output, result.output
+    assert snapshot(tmp_path) == before
+
+
+def test_atomic_dir_deletes_the_old_directory_only_once_the_new_one_is_in_place(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "config.json").write_text("old")
+    before = snapshot(tmp_path)
+    with pytest.raises(RuntimeError):
+        with runs.atomic_dir(target) as tmp:
+            (tmp / "config.json").write_text("new")
+            raise RuntimeError("failed while writing")
+    assert snapshot(tmp_path) == before
+    real = os.replace
+
+    def failing_replace(src, dst):  # the final rename fails: the old directory comes back
+        if Path(dst) == target:
+            raise OSError("disk full")
+        return real(src, dst)
+
+    os.replace = failing_replace
+    try:
+        with pytest.raises(OSError):
+            with runs.atomic_dir(target) as tmp:
+                (tmp / "config.json").write_text("new")
+    finally:
+        os.replace = real
+    assert snapshot(tmp_path) == before
+    with runs.atomic_dir(target) as tmp:
+        (tmp / "config.json").write_text("new")
+    assert (target / "config.json").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["out"]
