@@ -158,6 +158,13 @@ def conversation_ids(tokenizer, prompt: list[dict], response: list[dict]) -> lis
     return encode_conversation(tokenizer, prompt, response).input_ids
 
 
+def count_long_prompts(tokenizer, prompts: list[list[dict]], max_length: int) -> int:
+    """How many prompts (with their generation prompt) are over `max_length` tokens: PPO keeps their last
+    tokens (ppo.encode_prompts), and the count is reported like the other stages' truncation counts."""
+    return sum(len(encode_text(tokenizer, prompt_text(tokenizer, p), None, None, False).input_ids) > max_length
+               for p in prompts)
+
+
 def truncate_left(tokenizer, ids: list[int], max_length: int) -> list[int]:
     """Keep the last `max_length` tokens (the end of the conversation); a leading BOS token stays."""
     if len(ids) <= max_length:

@@ -31,6 +31,14 @@ def fail(err: AlignError) -> None:
     raise typer.Exit(err.exit_code)
 
 
+def _escape(text: str) -> str:
+    try:
+        from rich.markup import escape
+    except ImportError:  # without rich, typer prints help text as it is
+        return text
+    return escape(text)
+
+
 def _option_type(tp: Any) -> Any:
     """Flags are all optional (None = not given, so the recipe or the default applies)."""
     if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType")):
@@ -50,16 +58,18 @@ def stage_command(name: str, cfg_cls: type, runner: Callable[[Any], Any], help: 
         tp = hints[f.name]
         decls = [f"--{flag}/--no-{flag}"] if tp is bool else [f"--{flag}"]
         default_txt = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        allowed = C.allowed(f)  # the field's declared range or choices
+        limits = f"{'must be ' if allowed and not allowed.startswith('one of') else ''}{allowed}; " if allowed else ""
         params.append(inspect.Parameter(
             f.name, inspect.Parameter.KEYWORD_ONLY, annotation=_option_type(tp),
-            default=typer.Option(None, *decls, help=f"{f.metadata.get('help', '')} [default: {default_txt}]",
-                                 show_default=False)))
+            default=typer.Option(None, *decls, show_default=False,  # escaped: rich would take "[...]" for markup
+                                 help=_escape(f"{f.metadata.get('help', '')} [{limits}default: {default_txt}]"))))
 
     def command(config: Optional[Path] = None, **flags: Any) -> None:
         try:
             recipe = C.read_recipe(config) if config else {}
             flags = {k: (v if v != [] else None) for k, v in flags.items()}
-            cfg = C.build(cfg_cls, recipe, flags, source=str(config) if config else "flags")
+            cfg = C.build(cfg_cls, recipe, flags, source=f"align {name}" + (f" --config {config}" if config else ""))
             runner(cfg)
         except AlignError as e:
             fail(e)
@@ -103,7 +113,8 @@ def run_pipeline(recipe: Path = typer.Argument(..., help="A pipeline recipe (out
 @recipe_app.command("validate")
 def recipe_validate(file: Path = typer.Argument(..., help="A pipeline recipe, or a stage recipe with --stage."),
                     stage: Optional[str] = typer.Option(None, help="The stage a single-stage recipe is for.")) -> None:
-    """Check keys, types and paths of a recipe; a typo is an error, never silently ignored."""
+    """Check keys, types, value ranges, stage references and paths of a recipe; a typo is an error, never
+    silently ignored."""
     from align import pipeline
 
     try:
@@ -115,7 +126,8 @@ def recipe_validate(file: Path = typer.Argument(..., help="A pipeline recipe, or
         else:
             if stage not in C.STAGES:
                 raise C.ConfigError(f"{file}: a single-stage recipe needs --stage ({', '.join(C.STAGES)})")
-            C.build(C.STAGES[stage], recipe, source=str(file))
+            where = f"{file} (stage {stage})"
+            pipeline.check_inputs(stage, C.build(C.STAGES[stage], recipe, source=where), where, required=False)
         typer.echo(f"{file}: ok")
     except AlignError as e:
         fail(e)

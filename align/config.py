@@ -2,12 +2,21 @@
 
 Every field is a flag (`lora_r` -> `--lora-r`) and a recipe key (`lora_r`). A recipe key that is not a
 field is an error that names the file and the key: a typo must never be silently ignored.
+
+Every value is checked here, once, when a config is made (`__post_init__` -> `validate`): each field's
+allowed range or choices are declared with it (`opt(..., gt=0)`, `choices=...`; they also go into its
+--help text), and the rules that tie fields together are each class's `cross_checks`. The command line,
+recipes, `align recipe validate` and `align run`'s plan all build configs, so a bad value of any stage is
+an error (exit 2) naming the stage, key and allowed range before any model loads or any stage trains.
+Checks that need data or a model (a prompt file's row count, a run directory's manifest) live with the
+stage or the pipeline plan.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,11 +28,87 @@ import yaml
 from align.errors import ConfigError
 
 
-def opt(default: Any, help: str, flag: str | None = None) -> Any:
-    """A config field with its help text (and, rarely, a flag name that differs from the field's)."""
+# Learning-rate schedules: the transformers SchedulerType names that run with no extra arguments (the
+# others need lr_scheduler_kwargs or an eval metric at every step, which no stage passes).
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt")
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+KL_ESTIMATORS = ("k1", "k2", "k3")
+# TRL 1.16's DPO losses (its DPOConfig.loss_type), and those of them that read label_smoothing.
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+DPO_SMOOTHED_LOSSES = ("robust", "exo_pair", "aot", "aot_unpaired")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """The values one option accepts: a range (gt/ge/lt/le), or choices; `special` values are accepted
+    besides the range (e.g. -1 for 'auto'). None (an optional option left unset) always passes; a list is
+    checked item by item; a float must be finite."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    choices: tuple = ()
+    special: tuple = ()
+
+    def ok(self, value: Any) -> bool:
+        if value is None:
+            return True
+        if isinstance(value, list):
+            return all(self.ok(v) for v in value)
+        if value in self.special:
+            return True
+        if self.choices:
+            return value in self.choices
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return ((self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
+                and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le))
+
+    def describe(self) -> str:
+        if self.choices:
+            names = [str(c) for c in self.choices]
+            return f"{names[0]!r} or {names[1]!r}" if len(names) == 2 else "one of: " + ", ".join(names)
+        low = (self.gt, "(", ">") if self.gt is not None else (self.ge, "[", ">=") if self.ge is not None else None
+        high = (self.lt, ")", "<") if self.lt is not None else (self.le, "]", "<=") if self.le is not None else None
+        if low and high:
+            text = f"in {low[1]}{_num(low[0])}, {_num(high[0])}{high[1]}"
+        elif low or high:
+            bound, _, op = low or high
+            text = f"{op} {_num(bound)}"
+        else:
+            text = "any value"
+        return " or ".join([*map(_num, self.special), text])
+
+    def message(self, key: str, value: Any) -> str:
+        if self.choices and len(self.choices) > 2:
+            close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            return f"unknown {key} {value!r} ({hint}{self.describe()})"
+        return f"{key} must be {self.describe()}, got {value!r}"
+
+
+def opt(default: Any, help: str, flag: str | None = None, *, gt: float | None = None, ge: float | None = None,
+        lt: float | None = None, le: float | None = None, choices: tuple | list = (), special: tuple = ()) -> Any:
+    """A config field with its help text (and, rarely, a flag name that differs from the field's) and the
+    values it accepts: a range (gt/ge/lt/le: >, >=, <, <=), `choices`, `special` values besides the range."""
+    check = Check(gt, ge, lt, le, tuple(choices), tuple(special))
+    metadata = {"help": help, "flag": flag, "check": check if check != Check() else None}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, "flag": flag})
-    return field(default=default, metadata={"help": help, "flag": flag})
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def allowed(f: dataclasses.Field) -> str | None:
+    """The values a field accepts, for --help ('> 0', 'one of: ...'); None when any value of its type is."""
+    check = f.metadata.get("check")
+    return check.describe() if check else None
 
 
 @dataclass
@@ -39,12 +124,32 @@ class ModelConfig:
     cache_dir: str | None = opt(None, "Where converted embedded models live (default: ~/.cache/align).")
     full: bool = opt(False, "Full fine-tuning instead of LoRA.")
     load_in_4bit: bool = opt(False, "QLoRA: load the frozen base in 4-bit NF4 (bitsandbytes).")
-    lora_r: int = opt(16, "LoRA rank.")
-    lora_alpha: int = opt(32, "LoRA alpha (scale = alpha / r).")
-    lora_dropout: float = opt(0.05, "LoRA dropout.")
+    lora_r: int = opt(16, "LoRA rank.", ge=1)
+    lora_alpha: int = opt(32, "LoRA alpha (scale = alpha / r).", ge=1)
+    lora_dropout: float = opt(0.0, "LoRA dropout (torchtune's default 0; 0.05 costs ~5% of a CPU step in random masks).",
+                              ge=0, lt=1)
     lora_targets: list[str] = opt(["all-linear"], "Modules that get LoRA adapters ('all-linear' = every linear layer but the head).")
-    dtype: str = opt("auto", "Compute dtype: auto (bf16 on a GPU that has it, else fp32), bf16, fp16, fp32.")
-    seed: int = opt(42, "Random seed.")
+    dtype: str = opt("auto", "Compute dtype: auto (bf16 on a GPU that has it, else fp32), bf16, fp16, fp32.",
+                     choices=DTYPES)
+    seed: int = opt(42, "Random seed.", ge=0, lt=2**32)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every field against its declared range or choices, then the rules that tie fields together."""
+        for f in dataclasses.fields(self):
+            check = f.metadata.get("check")
+            value = getattr(self, f.name)
+            if check and not check.ok(value):
+                raise ConfigError(check.message(f.name, value))
+        self.cross_checks()
+
+    def cross_checks(self) -> None:
+        if self.model and self.from_run:
+            raise ConfigError("give model or from, not both (from takes the base model from the run's manifest)")
+        if self.resume and self.overwrite:
+            raise ConfigError("give resume or overwrite, not both")
 
 
 @dataclass
@@ -54,32 +159,33 @@ class TrainConfig(ModelConfig):
     data: list[str] = opt([], "Training data file: jsonl, json, csv, parquet, or a saved `datasets` directory "
                                   "(repeat --data for several).")
     eval_data: list[str] = opt([], "Held-out data file(s), same formats.")
-    max_length: int = opt(1024, "Longest tokenised example.")
-    learning_rate: float = opt(2e-4, "Peak learning rate.")
-    epochs: float = opt(1.0, "Passes over the data.")
-    max_steps: int = opt(-1, "Stop after this many optimiser steps (-1: run the epochs).")
-    batch_size: int = opt(8, "Examples per device per step.")
-    grad_accum: int = opt(1, "Gradient accumulation steps.")
+    max_length: int = opt(1024, "Longest tokenised example.", ge=1)
+    learning_rate: float = opt(2e-4, "Peak learning rate.", gt=0)
+    epochs: float = opt(1.0, "Passes over the data.", gt=0)
+    max_steps: int = opt(-1, "Stop after this many optimiser steps (-1: run the epochs).", ge=1, special=(-1,))
+    batch_size: int = opt(8, "Examples per device per step.", ge=1)
+    grad_accum: int = opt(1, "Gradient accumulation steps.", ge=1)
     micro_batch_tokens: int = opt(-1, "Most tokens (padding included) one forward/backward holds: a bigger batch runs as "
                                       "micro-batches whose gradients add up to the batch's, so memory stays bounded "
                                       "without gradient checkpointing. -1: sized from the memory free after loading "
-                                      "the model; 0: no limit.")
-    warmup_ratio: float = opt(0.03, "Share of steps for linear warm-up.")
-    lr_scheduler: str = opt("cosine", "Learning-rate schedule (any transformers scheduler name).")
-    weight_decay: float = opt(0.0, "AdamW weight decay.")
-    max_grad_norm: float = opt(1.0, "Gradient clipping norm.")
+                                      "the model; 0: no limit.", ge=-1)
+    warmup_ratio: float = opt(0.03, "Share of steps for linear warm-up: floor(ratio x steps) steps, so a run "
+                                    "shorter than 1/ratio steps has none.", ge=0, lt=1)
+    lr_scheduler: str = opt("cosine", "Learning-rate schedule.", choices=SCHEDULERS)
+    weight_decay: float = opt(0.0, "AdamW weight decay.", ge=0)
+    max_grad_norm: float = opt(1.0, "Gradient clipping norm (0: no clipping).", ge=0)
     gradient_checkpointing: bool = opt(False, "Recompute activations in backward: less memory, ~30% slower.")
-    logging_steps: int = opt(10, "Log every N steps.")
-    eval_steps: int = opt(0, "Evaluate every N steps (0: at the end only).")
-    save_steps: int = opt(100, "Checkpoint every N steps (for --resume).")
-    save_total_limit: int = opt(2, "Checkpoints kept.")
+    logging_steps: int = opt(10, "Log every N steps.", ge=1)
+    eval_steps: int = opt(0, "Evaluate every N steps (0: at the end only).", ge=0)
+    save_steps: int = opt(100, "Checkpoint every N steps (for --resume; 0: none).", ge=0)
+    save_total_limit: int = opt(2, "Checkpoints kept.", ge=1)
 
 
 @dataclass
 class SFTConfig(TrainConfig):
     """Supervised fine-tuning on demonstrations."""
 
-    learning_rate: float = opt(2e-4, "Peak learning rate.")
+    learning_rate: float = opt(2e-4, "Peak learning rate.", gt=0)
     completion_only_loss: bool = opt(True, "Loss on the assistant's tokens only (the end-of-turn token included).")
     packing: bool = opt(True, "Pack examples into padding-free rows (no compute spent on padding).")
     truncate: bool = opt(False, "Cut over-long examples to max_length instead of refusing them.")
@@ -95,21 +201,18 @@ class RMConfig(TrainConfig):
     SmolLM2's template (median ~340); longer ones lose their oldest prompt tokens, not the answer.
     """
 
-    learning_rate: float = opt(2e-4, "Peak learning rate (LoRA; the score head trains with it; full FT wants ~1e-5).")
-    epochs: float = opt(1.0, "Passes over the pairs: reward models overfit after one (InstructGPT).")
-    batch_size: int = opt(16, "Comparison pairs per step; a prompt's pairs are never split across steps.")
-    max_length: int = opt(1024, "Longest prompt+response in tokens (see truncation).")
+    learning_rate: float = opt(2e-4, "Peak learning rate (LoRA; the score head trains with it; full FT wants ~1e-5).",
+                               gt=0)
+    epochs: float = opt(1.0, "Passes over the pairs: reward models overfit after one (InstructGPT).", gt=0)
+    batch_size: int = opt(16, "Comparison pairs per step; a prompt's pairs are never split across steps.", ge=1)
+    max_length: int = opt(1024, "Longest prompt+response in tokens (see truncation).", ge=1)
     truncation: str = opt("left", "Over-long conversations: 'left' drops the oldest prompt tokens and keeps the "
                                   "response and its end-of-turn token (a pair whose response alone is too long "
-                                  "is dropped); 'drop' skips every over-long pair. Counted either way.")
+                                  "is dropped); 'drop' skips every over-long pair. Counted either way.",
+                         choices=("left", "drop"))
     center_rewards_coef: float = opt(0.01, "Weight of mean((r_chosen + r_rejected)^2) (Eisenstein et al. 2023): "
-                                           "pins the reward's free offset near 0, so PPO's reward scale is stable.")
-
-    def __post_init__(self) -> None:
-        if self.truncation not in ("left", "drop"):
-            raise ConfigError(f"truncation must be 'left' or 'drop', got {self.truncation!r}")
-        if self.center_rewards_coef < 0:
-            raise ConfigError(f"center_rewards_coef must be >= 0, got {self.center_rewards_coef}")
+                                           "pins the reward's free offset near 0, so PPO's reward scale is stable.",
+                                     ge=0)
 
 
 @dataclass
@@ -120,26 +223,41 @@ class DPOConfig(TrainConfig):
     LoRA policy barely moves (plain TRL's implicit-reward accuracy stays at 0.50 on HH with SmolLM2-135M).
     """
 
-    learning_rate: float = opt(1e-4, "Peak learning rate (LoRA; full fine-tuning wants ~5e-7..5e-6).")
-    beta: float = opt(0.1, "Strength of the tie to the reference (higher: stay closer). For IPO it is tau.")
-    loss_type: str = opt("sigmoid", "sigmoid (DPO), ipo (beta is its tau), hinge, robust (noisy labels), or another TRL 1.16 "
-                                    "DPO loss: exo_pair, nca_pair, bco_pair, sppo_hard, aot, aot_unpaired, apo_zero, "
-                                    "apo_down, discopop, sigmoid_norm.")
-    label_smoothing: float = opt(0.0, "Assumed share of flipped labels, in [0, 0.5): for loss_type robust (and exo_pair, "
-                                      "aot); an error with losses that ignore it, plain sigmoid included.")
+    learning_rate: float = opt(1e-4, "Peak learning rate (LoRA; full fine-tuning wants ~5e-7..5e-6).", gt=0)
+    beta: float = opt(0.1, "Strength of the tie to the reference (higher: stay closer). For IPO it is tau.", gt=0)
+    loss_type: str = opt("sigmoid", "sigmoid (DPO), ipo (beta is its tau), hinge, robust (noisy labels), or another "
+                                    "TRL 1.16 DPO loss.", choices=DPO_LOSSES)
+    label_smoothing: float = opt(0.0, "Assumed share of flipped labels: for loss_type " + ", ".join(DPO_SMOOTHED_LOSSES)
+                                      + "; an error with losses that ignore it, plain sigmoid included.", ge=0, lt=0.5)
     sft_loss_weight: float = opt(0.0, "Add the chosen responses' mean token NLL with this weight (RPO, SFT-regularised "
-                                      "DPO: TRL's 'sft' loss beside loss_type).")
+                                      "DPO: TRL's 'sft' loss beside loss_type).", ge=0)
     max_prompt_length: int = opt(512, "Longer prompts are cut from the left: they keep their end (the last turn and the "
-                                      "generation prompt). Counted.")
+                                      "generation prompt). Counted. Below max_length.", ge=1)
     max_length: int = opt(1024, "Prompt + response limit; a longer response is cut from the right to fit, losing its "
-                                "end-of-turn token. Counted.")
+                                "end-of-turn token. Counted.", ge=2)
     precompute_ref_log_probs: bool = opt(False, "Compute the reference log-probs once before training (with --full: "
                                                 "no frozen copy of the model is kept).")
     judge: str | None = opt(None, "An `align rm` run: after training, score the saved policy's and the SFT model's "
                                   "greedy answers to the eval pairs' prompts (as `align eval` does); reports both mean "
                                   "rewards, the win rate and the KL to the SFT model.")
-    judge_max_new_tokens: int = opt(64, "Answer length for --judge.")
-    batch_size: int = opt(8, "Pairs per device per step.")
+    judge_max_new_tokens: int = opt(64, "Answer length for --judge.", ge=1)
+    batch_size: int = opt(8, "Pairs per device per step.", ge=1)
+
+    def cross_checks(self) -> None:
+        super().cross_checks()
+        if self.max_prompt_length >= self.max_length:
+            raise ConfigError(f"max_prompt_length ({self.max_prompt_length}) must be between 1 and max_length "
+                              f"({self.max_length}) minus 1: the response needs room")
+        if self.label_smoothing and self.loss_type not in DPO_SMOOTHED_LOSSES:
+            raise ConfigError(f"label_smoothing has no effect with loss_type '{self.loss_type}' (only "
+                              f"{', '.join(DPO_SMOOTHED_LOSSES)} use it; for noisy labels use loss_type robust)")
+        if self.loss_type == "exo_pair" and not self.label_smoothing:
+            raise ConfigError("loss_type exo_pair needs label_smoothing > 0 (its paper suggests 1e-3)")
+        if self.judge and self.full:
+            raise ConfigError("judge compares the policy with its reference by switching the adapter off; full "
+                              "fine-tuning has no adapter (judge it afterwards with `align eval`)")
+        if self.judge and not self.eval_data:
+            raise ConfigError("judge scores answers to the eval pairs' prompts: give eval_data too")
 
 
 @dataclass
@@ -154,41 +272,55 @@ class PPOConfig(ModelConfig):
     eval_prompts: list[str] = opt([], "Held-out prompts: reward before vs after training is measured on them.")
     reward: str | None = opt(None, "Reward: an `align rm` run directory, or a Python function 'module:function' "
                                    "(prompts, responses -> floats), imported only because you named it.")
-    steps: int = opt(100, "PPO iterations (each: one batch of rollouts, then ppo_epochs of updates).")
-    rollout_batch_size: int = opt(16, "Prompts per iteration (one response each).")
-    mini_batch_size: int = opt(8, "Responses per optimiser step.")
-    micro_batch_size: int = opt(8, "Responses per forward/backward (gradient accumulation inside a minibatch).")
-    ppo_epochs: int = opt(4, "Passes over each rollout batch.")
-    max_prompt_length: int = opt(256, "Longer prompts keep their last tokens (left truncation).")
-    max_new_tokens: int = opt(64, "Response length limit.")
-    temperature: float = opt(1.0, "Sampling temperature for rollouts (1.0: the policy's own distribution).")
-    top_p: float = opt(1.0, "Nucleus sampling for rollouts (1.0: off).")
-    top_k: int = opt(0, "Top-k sampling for rollouts (0: off).")
-    missing_eos_penalty: float = opt(1.0, "Subtracted from the score of a response that never emits end-of-turn.")
-    learning_rate: float = opt(1e-4, "Policy (LoRA) learning rate.")
-    value_learning_rate: float = opt(1e-4, "Value model (LoRA + head) learning rate.")
-    lr_scheduler: str = opt("constant", "Learning-rate schedule over all updates.")
-    kl_coef: float = opt(0.05, "Initial KL penalty coefficient (beta).")
-    kl_estimator: str = opt("k1", "Per-token KL estimator for the penalty: k1 (log ratio), k3 (non-negative), k2.")
+    steps: int = opt(100, "PPO iterations (each: one batch of rollouts, then ppo_epochs of updates).", ge=1)
+    rollout_batch_size: int = opt(16, "Prompts per iteration (one response each); at most the number of prompts.",
+                                  ge=1)
+    mini_batch_size: int = opt(8, "Responses per optimiser step (at most rollout_batch_size).", ge=1)
+    micro_batch_size: int = opt(8, "Responses per forward/backward (gradient accumulation inside a minibatch; at "
+                                   "most mini_batch_size).", ge=1)
+    ppo_epochs: int = opt(4, "Passes over each rollout batch.", ge=1)
+    max_prompt_length: int = opt(256, "Longer prompts keep their last tokens (left truncation). Counted.", ge=1)
+    max_new_tokens: int = opt(64, "Response length limit.", ge=1)
+    temperature: float = opt(1.0, "Sampling temperature for rollouts (1.0: the policy's own distribution).", gt=0)
+    top_p: float = opt(1.0, "Nucleus sampling for rollouts (1.0: off).", gt=0, le=1)
+    top_k: int = opt(0, "Top-k sampling for rollouts (0: off).", ge=0)
+    missing_eos_penalty: float = opt(1.0, "Subtracted from the score of a response that never emits end-of-turn.",
+                                     ge=0)
+    learning_rate: float = opt(1e-4, "Policy (LoRA) learning rate.", gt=0)
+    value_learning_rate: float = opt(1e-4, "Value model (LoRA + head) learning rate.", gt=0)
+    lr_scheduler: str = opt("constant", "Learning-rate schedule over all updates.", choices=SCHEDULERS)
+    kl_coef: float = opt(0.05, "Initial KL penalty coefficient (beta).", ge=0)
+    kl_estimator: str = opt("k1", "Per-token KL estimator for the penalty: k1 (log ratio), k3 (non-negative), k2.",
+                            choices=KL_ESTIMATORS)
     adaptive_kl: bool = opt(False, "Adapt kl_coef towards target_kl (Ziegler et al. 2019).")
-    target_kl: float = opt(6.0, "Target sequence KL (nats) for the adaptive controller.")
-    kl_horizon: int = opt(10000, "Adaptive controller horizon (episodes).")
+    target_kl: float = opt(6.0, "Target sequence KL (nats) for the adaptive controller.", gt=0)
+    kl_horizon: int = opt(10000, "Adaptive controller horizon (episodes).", ge=1)
     normalize_reward: bool = opt(True, "Standardise scores with the reward model's recorded training mean/std.")
     whiten_rewards: bool = opt(False, "Also whiten scores within each rollout batch.")
-    reward_clip: float = opt(0.0, "Clip (normalised) scores to [-c, c] (0: off).")
-    gamma: float = opt(1.0, "Discount.")
-    lam: float = opt(0.95, "GAE lambda.")
+    reward_clip: float = opt(0.0, "Clip (normalised) scores to [-c, c] (0: off).", ge=0)
+    gamma: float = opt(1.0, "Discount.", ge=0, le=1)
+    lam: float = opt(0.95, "GAE lambda.", ge=0, le=1)
     whiten_advantages: bool = opt(True, "Whiten advantages per batch.")
-    clip_range: float = opt(0.2, "Policy ratio clip.")
-    clip_range_value: float = opt(0.2, "Value clip around the rollout-time values.")
-    vf_coef: float = opt(0.1, "Value loss weight.")
-    entropy_coef: float = opt(0.0, "Entropy bonus weight (0: off).")
-    max_grad_norm: float = opt(1.0, "Gradient clipping norm.")
-    target_approx_kl: float = opt(0.0, "Stop an iteration's PPO epochs early when approx KL exceeds this (0: off).")
+    clip_range: float = opt(0.2, "Policy ratio clip.", gt=0)
+    clip_range_value: float = opt(0.2, "Value clip around the rollout-time values.", gt=0)
+    vf_coef: float = opt(0.1, "Value loss weight.", ge=0)
+    entropy_coef: float = opt(0.0, "Entropy bonus weight (0: off).", ge=0)
+    max_grad_norm: float = opt(1.0, "Gradient clipping norm.", gt=0)
+    target_approx_kl: float = opt(0.0, "Stop an iteration's PPO epochs early when approx KL exceeds this (0: off).",
+                                  ge=0)
     gradient_checkpointing: bool = opt(False, "Recompute activations in the update: less memory, slower.")
-    logging_steps: int = opt(1, "Log every N iterations.")
-    sample_steps: int = opt(10, "Print and save a few sample completions every N iterations.")
-    save_steps: int = opt(20, "Checkpoint every N iterations (for --resume).")
+    logging_steps: int = opt(1, "Log every N iterations.", ge=1)
+    sample_steps: int = opt(10, "Print and save a few sample completions every N iterations (0: never).", ge=0)
+    save_steps: int = opt(20, "Checkpoint every N iterations (for --resume; 0: none).", ge=0)
+
+    def cross_checks(self) -> None:
+        super().cross_checks()
+        if not self.micro_batch_size <= self.mini_batch_size <= self.rollout_batch_size:
+            raise ConfigError(f"need micro_batch_size <= mini_batch_size <= rollout_batch_size, got "
+                              f"{self.micro_batch_size}, {self.mini_batch_size}, {self.rollout_batch_size}")
+        if self.full:
+            raise ConfigError("PPO trains LoRA adapters on one shared base (its memory design); full fine-tuning "
+                              "is not supported")
 
 
 STAGES: dict[str, type] = {"sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig, "ppo": PPOConfig}
@@ -273,7 +405,10 @@ def build(cls: type, recipe: dict[str, Any] | None = None, flags: dict[str, Any]
     check_keys(cls, recipe, source)
     values = {k: coerce(v, _type_of(cls, k), f"{source}: key '{k}'") for k, v in recipe.items()}
     values.update({k: v for k, v in (flags or {}).items() if v is not None})
-    return cls(**values)
+    try:
+        return cls(**values)  # validates every value (__post_init__)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

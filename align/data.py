@@ -435,6 +435,11 @@ PROMPT_FORMATS = {"prompt": ("prompt",), "messages": ("messages",), "text": ("te
 
 
 def _prompt_row(fmt: str, rec: dict, where: tuple[str, int], _: Loaded) -> Iterator[dict]:
+    compared = next((k for k in ("chosen", "rejected", "responses") if k in rec), None)
+    if compared:  # its prompt column would be read and its answers silently ignored
+        raise DataError(where[0], "a comparison row (chosen/rejected or ranked responses), not a prompt: PPO "
+                                  "needs prompts ({prompt}, {messages} or {text}); comparisons are data for "
+                                  "`align rm` and `align dpo`", where[1], compared)
     msgs = _as_messages(rec[fmt], "user", where, fmt)
     if msgs[-1]["role"] == "assistant":
         msgs = split_last_turn(msgs, where, fmt)[0]  # a full conversation: prompt = all but the answer

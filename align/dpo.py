@@ -14,14 +14,10 @@ import copy
 from typing import Any
 
 from align import chat, data, models, runs, train
+from align.config import DPO_LOSSES as LOSSES, DPO_SMOOTHED_LOSSES as SMOOTHED_LOSSES  # noqa: F401 (home: config)
 from align.config import DPOConfig, to_dict
 from align.errors import ConfigError, DataError
 from align.runs import Run
-
-# TRL 1.16's DPO losses (DPOConfig.loss_type), and those of them that read label_smoothing.
-LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-          "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
-SMOOTHED_LOSSES = ("robust", "exo_pair", "aot", "aot_unpaired")
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -59,21 +55,7 @@ def encode_pairs(loaded: data.Loaded, tokenizer, cfg: DPOConfig) -> tuple[list[d
 
 
 def trl_options(cfg: DPOConfig) -> dict[str, Any]:
-    """Our flat options -> TRL's, refusing what TRL would ignore or only reject after the model has loaded."""
-    if not 0 < cfg.max_prompt_length < cfg.max_length:
-        raise ConfigError(f"max_prompt_length ({cfg.max_prompt_length}) must be between 1 and max_length "
-                          f"({cfg.max_length}) minus 1: the response needs room")
-    if cfg.loss_type not in LOSSES:
-        raise ConfigError(f"unknown loss_type '{cfg.loss_type}' (one of {', '.join(LOSSES)})")
-    if cfg.label_smoothing and cfg.loss_type not in SMOOTHED_LOSSES:
-        raise ConfigError(f"label_smoothing has no effect with loss_type '{cfg.loss_type}' "
-                          f"(only {', '.join(SMOOTHED_LOSSES)} use it; for noisy labels use loss_type robust)")
-    if not 0 <= cfg.label_smoothing < 0.5:
-        raise ConfigError(f"label_smoothing is a probability of flipped labels in [0, 0.5), got {cfg.label_smoothing}")
-    if cfg.loss_type == "exo_pair" and not cfg.label_smoothing:
-        raise ConfigError("loss_type exo_pair needs label_smoothing > 0 (its paper suggests 1e-3)")
-    if cfg.sft_loss_weight < 0:
-        raise ConfigError(f"sft_loss_weight must be >= 0, got {cfg.sft_loss_weight}")
+    """Our flat options -> TRL's (the values were checked when the config was made: DPOConfig.cross_checks)."""
     options = {"loss_type": [cfg.loss_type], "beta": cfg.beta, "label_smoothing": cfg.label_smoothing,
                "max_length": cfg.max_length, "truncation_mode": "keep_start",  # a no-op: rows already fit
                "precompute_ref_log_probs": cfg.precompute_ref_log_probs}
@@ -83,12 +65,8 @@ def trl_options(cfg: DPOConfig) -> dict[str, Any]:
 
 
 def check_judge(cfg: DPOConfig, tokenizer) -> None:
-    """--judge is checked before training: a complete reward model that reads text as this policy does."""
-    if cfg.full:
-        raise ConfigError("--judge compares the policy with its reference by switching the adapter off; "
-                          "full fine-tuning has no adapter (judge it afterwards with `align eval`)")
-    if not cfg.eval_data:
-        raise ConfigError("--judge scores answers to the eval pairs' prompts: pass --eval-data too")
+    """--judge is checked before training: a complete reward model that reads text as this policy does (with
+    full fine-tuning or without eval data, the config refuses --judge)."""
     manifest = runs.read_manifest(cfg.judge, require_complete=True)
     if manifest.get("stage") != "rm":
         raise ConfigError(f"--judge {cfg.judge}: a {manifest.get('stage')} run, not a reward model (`align rm`)")

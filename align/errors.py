@@ -1,4 +1,4 @@
-"""Errors a user can fix. The CLI prints their message (no traceback) and exits with code 2."""
+"""Errors a user can fix. The CLI prints their message (no traceback) and exits with code 2 (3: training diverged)."""
 
 
 class AlignError(Exception):
@@ -26,3 +26,11 @@ class RunError(AlignError):
 
 class ModelError(AlignError):
     pass
+
+
+class TrainingDiverged(AlignError):
+    """Training blew up (a non-finite or exploding loss, gradients gone to exactly zero, a runaway KL): the
+    run stops, its manifest says `failed`, and the message names the step and what to change. Exit code 3,
+    so that a script can tell it from bad input (2)."""
+
+    exit_code = 3

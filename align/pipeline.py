@@ -8,12 +8,17 @@
       dpo: {from: sft, data: data/pairs_train.jsonl, stage: dpo}   # `stage:` when the name is not the method
     eval: {prompts: data/prompts_eval.jsonl, pairs: data/pairs_eval.jsonl, judge: rm}   # -> <output>/report/
 
-A stage whose run is complete is skipped on a re-run; an interrupted one resumes. The whole recipe is
-validated (unknown keys, types, paths) before anything runs.
+A stage whose run is complete is skipped on a re-run; an interrupted one resumes; a failed one (its training
+diverged) runs again from the start. The whole recipe is validated before any stage runs: unknown keys,
+types, every value's range (the config classes), stage references and paths, each stage's required inputs,
+and a PPO stage's rollout batch against its prompt file's rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,38 @@ def run_stage(method: str, cfg: Any) -> Any:
     return importlib.import_module(f"align.{method}").run(cfg)
 
 
+def check_inputs(method: str, cfg: Any, where: str, required: bool = True) -> None:
+    """What a stage needs that no default gives (`required`: a single-stage recipe may leave it to flags), and
+    the checks that need its data: a PPO stage's prompt file is read (its rows checked) and must hold at
+    least rollout_batch_size prompts per process."""
+    if required and not cfg.model and not cfg.from_run:
+        raise ConfigError(f"{where}: no model: give 'model' (hub id, path or 'smollm2-135m') or 'from' (a run "
+                          f"directory or an earlier stage)")
+    needed = {"ppo": ("prompts", "reward")}.get(method, ("data",))
+    for key in needed if required else ():
+        if not getattr(cfg, key):
+            raise ConfigError(f"{where}: '{key}' is required for a {method} stage")
+    if method == "ppo" and cfg.prompts:
+        from align import data
+
+        rows = len(data.load_prompts(cfg.prompts).rows)
+        processes = int(os.environ.get("WORLD_SIZE", "1"))
+        if cfg.rollout_batch_size * processes > rows:
+            raise ConfigError(f"{where}: rollout_batch_size ({cfg.rollout_batch_size}"
+                              + (f" x {processes} processes" if processes > 1 else "")
+                              + f") exceeds the {rows} prompts of {', '.join(cfg.prompts)}")
+
+
+def _reference(key: str, ref: Any, names: list[str], where: str) -> None:
+    """A `from`/`judge`/`reward` value that is not an earlier stage must be an existing run directory (or,
+    for reward, a function 'module:function'): a stage name's typo is an error, not a path."""
+    if not isinstance(ref, str) or Path(ref).exists() or (key == "reward" and ":" in ref):
+        return
+    close = difflib.get_close_matches(ref, names, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else f" (stages: {', '.join(names)})"
+    raise ConfigError(f"{where}: '{key}: {ref}' is neither an earlier stage nor an existing run directory{hint}")
+
+
 def plan(recipe: dict[str, Any], source: str) -> tuple[Path, list[tuple[str, str, Any]]]:
     """Validate a pipeline recipe into (output root, [(name, method, config)]) without running anything."""
     unknown = set(recipe) - {"output", "stages", "eval"}
@@ -40,13 +77,18 @@ def plan(recipe: dict[str, Any], source: str) -> tuple[Path, list[tuple[str, str
         raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)} (expected: output, stages, eval)")
     if not isinstance(recipe.get("stages"), dict) or not recipe["stages"]:
         raise ConfigError(f"{source}: 'stages' must map stage names to their settings")
+    if not isinstance(recipe.get("output") or "runs", str):
+        raise ConfigError(f"{source}: 'output' is a directory path, got {recipe['output']!r}")
     root = Path(recipe.get("output") or "runs")
     steps, seen = [], {}
     for name, settings in recipe["stages"].items():
         where = f"{source}: stages.{name}"
+        if settings is not None and not isinstance(settings, dict):
+            raise ConfigError(f"{where}: a stage's settings are a mapping of keys to values, got "
+                              f"{type(settings).__name__} {settings!r}")
         settings = dict(settings or {})
         method = settings.pop("stage", name)
-        if method not in C.STAGES:
+        if not isinstance(method, str) or method not in C.STAGES:
             raise ConfigError(f"{where}: unknown stage '{method}' (one of {', '.join(C.STAGES)}; "
                               f"name it with `stage:` if the key is your own name)")
         for key in STAGE_REFS:
@@ -55,18 +97,24 @@ def plan(recipe: dict[str, Any], source: str) -> tuple[Path, list[tuple[str, str
                 if ref not in seen:
                     raise ConfigError(f"{where}: '{key}: {ref}' names a stage that does not run before it")
                 settings[key] = str(seen[ref])
+            else:
+                _reference(key, ref, list(recipe["stages"]), where)
         for key in PATH_KEYS:
             for path in settings.get(key) if isinstance(settings.get(key), list) else [settings.get(key)]:
                 if isinstance(path, str) and not Path(path).exists():
                     raise ConfigError(f"{where}: {key} '{path}' does not exist")
         settings.setdefault("output", str(root / name))
-        cfg = C.build(C.STAGES[method], settings, source=where)
+        cfg = C.build(C.STAGES[method], settings, source=where)  # every value checked (config classes)
+        check_inputs(method, cfg, where)
         seen[name] = Path(cfg.output)
         steps.append((name, method, cfg))
     ev = recipe.get("eval")
     if ev is not None:
         if not isinstance(ev, dict) or set(ev) - set(EVAL_KEYS):
             raise ConfigError(f"{source}: eval takes {', '.join(EVAL_KEYS)}")
+        tokens = ev.get("max_new_tokens", 64)
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
+            raise ConfigError(f"{source}: eval.max_new_tokens must be an integer >= 1, got {tokens!r}")
         for key in ("prompts", "pairs"):
             if ev.get(key) and not Path(ev[key]).exists():
                 raise ConfigError(f"{source}: eval.{key} '{ev[key]}' does not exist")
@@ -96,8 +144,10 @@ def run(recipe_path: str, only: list[str] | None = None, from_stage: str | None 
         if status == runs.COMPLETE and not overwrite:
             print(f"[align] {name}: complete in {cfg.output}, skipped", flush=True)
             continue
-        cfg.resume = status in (runs.RUNNING, runs.INTERRUPTED) and not overwrite
-        cfg.overwrite = overwrite
+        if status == runs.FAILED:  # it diverged: resuming would continue from diverged weights
+            print(f"[align] {name}: the run in {cfg.output} failed; running it again from the start", flush=True)
+        resume = status in (runs.RUNNING, runs.INTERRUPTED) and not overwrite
+        cfg = dataclasses.replace(cfg, resume=resume, overwrite=overwrite or status == runs.FAILED)
         print(f"[align] {name}: {'resuming' if cfg.resume else 'running'} {method} -> {cfg.output}", flush=True)
         run_stage(method, cfg)
     ev = recipe.get("eval")

@@ -24,7 +24,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from align import chat, data, models, ppo_math, runs, train
+from align import chat, data, guard, models, ppo_math, runs, train
 from align.config import PPOConfig, to_dict
 from align.errors import ConfigError, RunError
 from align.runs import Run
@@ -413,17 +413,16 @@ def evaluate(ac: ActorCritic, tokenizer, prompts: list[list[dict]], scorer: Scor
 def run(cfg: PPOConfig) -> dict[str, Any]:
     from transformers import get_scheduler
 
-    if cfg.full:
-        raise ConfigError("PPO trains LoRA adapters on one shared base (its memory design); --full is not supported")
-    if not cfg.reward:
+    if not cfg.reward:  # --full and the batch sizes are checked by PPOConfig
         raise ConfigError("no reward: pass --reward RM_RUN_DIR or --reward module:function")
-    if cfg.mini_batch_size > cfg.rollout_batch_size or cfg.micro_batch_size > cfg.mini_batch_size:
-        raise ConfigError("need micro_batch_size <= mini_batch_size <= rollout_batch_size")
-    cfg.lora_dropout = 0.0  # PPO's ratio must be 1 at the start of each update
+    cfg = replace(cfg, lora_dropout=0.0)  # PPO's ratio must be 1 at the start of each update
     loaded = data.load_prompts(cfg.prompts)
     prompts = [v["prompt"] for v in loaded.values()]
     eval_prompts = [v["prompt"] for v in data.load_prompts(cfg.eval_prompts).values()] if cfg.eval_prompts else []
     lineage, tokenizer = models.tokenizer_for(cfg)
+    counts = {"truncated_prompts": chat.count_long_prompts(tokenizer, prompts, cfg.max_prompt_length)}
+    print(f"[align] {len(prompts)} prompts; over max_prompt_length (their last tokens kept): "
+          f"{counts['truncated_prompts']}", flush=True)
     if reward_run(cfg, tokenizer)[0] is None:  # a wrong --reward is refused before the run directory exists
         function_reward(cfg.reward)
     init_distributed()
@@ -433,7 +432,7 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
                           f"{len(prompts)} prompts")
 
     with Run.open(cfg.output, "ppo", cfg.overwrite, cfg.resume) as out:
-        out.start(to_dict(cfg), data={"prompts": loaded.files})
+        out.start(to_dict(cfg), data={"prompts": loaded.files, "counts": counts})
         ac, scorer, norm, reward_info = build(cfg, lineage, tokenizer)
         kl_ctl = (ppo_math.AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
                   else ppo_math.FixedKLController(cfg.kl_coef))
@@ -477,8 +476,10 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
             if cfg.whiten_advantages:
                 advantages = ppo_math.masked_whiten(advantages, ro.mask)
             old = {"logprobs": logprobs, "values": values * ro.mask, "advantages": advantages, "returns": returns}
+            guard.check_rollout(step + 1, cfg, ro.mask, kl, score=score, **old)  # diverged: stop (align/guard.py)
             # 3. update
             upd = ppo_update(ac, ro, old, opt, sched, cfg)
+            guard.check_update(step + 1, cfg, upd)
             t_upd = time.perf_counter() - t1
             seq_kl = float((kl.sum(-1)).mean())
             kl_coef = kl_ctl.value

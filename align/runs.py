@@ -41,11 +41,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from align.errors import RunError
+from align.errors import RunError, TrainingDiverged
 
 MANIFEST = "align.json"
 MERGED_MARKER = "align-merged.json"  # marks a checkpoint written by `align merge` (so --overwrite may replace it)
 COMPLETE, RUNNING, INTERRUPTED = "complete", "running", "interrupted"
+FAILED = "failed"  # training diverged (TrainingDiverged): kept to be read, never complete, not resumed by `align run`
 
 # Options that may differ when a run is resumed: they cannot change what it trains (where it is written,
 # how often it logs, checkpoints or evaluates, how a batch is split into micro-batches or whether activations
@@ -414,6 +415,9 @@ class Run:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None or self.manifest.get("status") == COMPLETE:
+            return
+        if isinstance(exc, TrainingDiverged) and self.started and (self.path / MANIFEST).exists():
+            self.write(status=FAILED, error=str(exc), finished=now())
             return
         if self.fresh and (not self.started or not (self.checkpoints.exists() and any(self.checkpoints.iterdir()))):
             self._discard()  # nothing worth keeping: leave no half-written run
