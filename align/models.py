@@ -84,13 +84,40 @@ def _hub_hint(spec: str, err: Exception) -> ModelError:
                       f"'smollm2-135m'. Cause: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
 
 
-def compute_dtype(name: str = "auto") -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+def native_bf16_cpu() -> bool:
+    """A CPU with bf16 matrix instructions (Intel AMX, or AVX512-BF16 on Intel/AMD): bf16 matmuls run at
+    several times the fp32 rate there (measured: AMX 7x, AMD Zen 4 AVX512-BF16 2.4x on 2048^2)."""
     try:
-        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:  # an older torch without the probes
+        return False
+
+
+def dtype_name(name: str = "auto") -> str:
+    """The one 'auto' rule: bf16 on a GPU or CPU that computes it natively, else fp32. `ALIGN_DTYPE` overrides
+    auto (e.g. to compare on one machine)."""
+    if name != "auto":
+        return name
+    if os.environ.get("ALIGN_DTYPE"):
+        return os.environ["ALIGN_DTYPE"]
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if native_bf16_cpu() else "fp32"
+
+
+def compute_dtype(name: str = "auto") -> torch.dtype:
+    try:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name(name)]
     except KeyError:
         raise ModelError(f"unknown dtype '{name}' (auto, bf16, fp16, fp32)") from None
+
+
+def upcast_trainable(model) -> None:
+    """Mixed precision: the frozen base stays in the compute dtype (half the memory traffic in bf16), while
+    what trains (LoRA weights, a fresh score head) and so its optimiser state are fp32."""
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
@@ -130,6 +157,14 @@ def load_base(path: str, kind: str = "causal", *, dtype: str = "auto", load_in_4
     except (OSError, ValueError) as e:
         raise _hub_hint(path, e) from None
     return model
+
+
+def unwrap(model):
+    """The transformers model under any DDP / peft wrapping (its LoRA layers stay in place)."""
+    from accelerate.utils import extract_model_from_parallel
+
+    inner = extract_model_from_parallel(model)
+    return inner.get_base_model() if hasattr(inner, "get_base_model") else inner
 
 
 def lora_config(cfg, task_type: str):
@@ -201,7 +236,27 @@ def prepare(cfg, kind: str, lineage: dict[str, Any], tokenizer):
 
     if cfg.load_in_4bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-    return get_peft_model(model, lora_config(cfg, "CAUSAL_LM" if kind == "causal" else "SEQ_CLS"))
+    model = get_peft_model(model, lora_config(cfg, "CAUSAL_LM" if kind == "causal" else "SEQ_CLS"))
+    upcast_trainable(model)
+    run_in(model, compute_dtype(cfg.dtype))
+    return model
+
+
+def run_in(model, dtype: torch.dtype) -> None:
+    """Mixed precision for every forward of a LoRA model, `generate`'s included: the transformers model's
+    forward runs under autocast to `dtype`, and the LoRA layers take their input as it comes instead of copying
+    it to their fp32 weights' dtype (profiled on CPU: ~10% of a bf16 step); autocast casts the small adapter
+    weights instead. Training (the Trainer's autocast) and inference then compute alike: a reloaded adapter
+    gives the live model's logits exactly."""
+    if dtype == torch.float32:
+        return
+    inner = unwrap(model)
+    if not getattr(inner, "_align_autocast", False):
+        inner.forward = torch.autocast(inner.device.type, dtype=dtype)(inner.forward)
+        inner._align_autocast = True
+    for module in model.modules():
+        if hasattr(module, "lora_A"):
+            module.cast_input_dtype_enabled = False
 
 
 def load_run(run_dir: str, kind: str | None = None, *, dtype: str = "auto", merge: bool = True,
@@ -226,6 +281,7 @@ def load_run(run_dir: str, kind: str | None = None, *, dtype: str = "auto", merg
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, adapter)
+            run_in(model, compute_dtype(dtype))
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()

@@ -160,11 +160,7 @@ def collate(pad_id: int, max_tokens: int, batch: list[list[Group]]) -> dict[str,
 
 def score_head(model) -> torch.nn.Module:
     """The `score` layer under any DDP / peft wrapping (peft's copy of it when the head is trained)."""
-    from accelerate.utils import extract_model_from_parallel
-
-    inner = extract_model_from_parallel(model)
-    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
-    return inner.score
+    return models.unwrap(model).score
 
 
 def sequence_rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

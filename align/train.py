@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import math
@@ -14,8 +15,9 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from align import guard
 from align.chat import end_of_turn_id, template_hash, tokenizer_hash
-from align.models import compute_dtype
+from align.models import compute_dtype, dtype_name
 from align.runs import Run, is_main_process
 
 
@@ -79,7 +81,7 @@ def trainer_args(cfg, run: Run, args_cls, tokens_per_example: int | None = None,
                  **extra: Any):
     """A TRL config from our stage config: CPU/GPU, precision, micro-batching, checkpoints and logging."""
     cuda = torch.cuda.is_available()
-    dtype = cfg.dtype if cfg.dtype != "auto" else ("bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32")
+    dtype = dtype_name(cfg.dtype)
     report_to = []
     if importlib.util.find_spec("tensorboard"):
         report_to = ["tensorboard"]
@@ -116,8 +118,17 @@ def trainer_args(cfg, run: Run, args_cls, tokens_per_example: int | None = None,
         dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
         remove_unused_columns=False,
+        logging_nan_inf_filter=False,  # a NaN loss is logged as NaN (and stops the run: DivergenceGuard)
     )
-    return args_cls(**{**kwargs, **extra})
+    args = args_cls(**{**kwargs, **extra})
+    args.get_warmup_steps = functools.partial(warmup_steps, cfg.warmup_ratio)  # floor, not transformers' ceil
+    return args
+
+
+def warmup_steps(ratio: float, total_steps: int) -> int:
+    """floor(ratio x total steps): a run shorter than 1/ratio steps has no warm-up. (transformers rounds up,
+    and its warm-up starts at 0: a 1-step run took its only step at learning rate 0 and trained nothing.)"""
+    return math.floor(ratio * total_steps + 1e-9)
 
 
 class LogFile(TrainerCallback):
@@ -150,11 +161,51 @@ class Progress(ProgressCallback):
         self.training_bar.write("  ".join(parts))
 
 
+class DivergenceGuard(TrainerCallback):
+    """Stops a run whose training diverged (TrainingDiverged, exit 3; the manifest says failed), naming the
+    step and what to change. The rules are align/guard.py's: every optimiser step's gradients are checked
+    before they are applied (not finite: stop there; exactly zero: remembered), every logged loss against
+    the first one and the zero-gradient steps it covers. Registered after LogFile: the last line is logged."""
+
+    def __init__(self):
+        self.first_loss: float | None = None
+        self.zero_since: int | None = None  # first step of the current run of exactly-zero gradients
+        self.bad_grads = 0  # non-finite gradients in a row (fp16: the loss scaler skips such steps)
+        self.logged_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.logged_step = state.global_step  # a resumed run: its earlier steps were checked when they ran
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        norm = guard.grad_norm(model) if model is not None else None
+        if norm is None:
+            return
+        step = state.global_step + 1
+        if not math.isfinite(norm):
+            self.bad_grads += 1
+            if not args.fp16 or self.bad_grads > guard.FP16_SKIPS:
+                raise guard.diverged(step, "the gradients are not finite (NaN or inf)", args.learning_rate)
+            return
+        self.bad_grads = 0
+        self.zero_since = (self.zero_since or step) if norm == 0 else None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:
+            return
+        grad = None if args.fp16 else logs.get("grad_norm")  # fp16: an overflowing step is skipped, not applied
+        guard.check_log(state.global_step, logs["loss"], grad, self.first_loss, self.zero_since,
+                        self.logged_step + 1, args.learning_rate)
+        if self.first_loss is None:
+            self.first_loss = logs["loss"]
+        self.logged_step = state.global_step
+
+
 def use_our_callbacks(trainer, run: Run) -> None:
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)  # the Trainer adds it when tqdm is off: a second, raw dict line
     trainer.add_callback(Progress())
     trainer.add_callback(LogFile(run.path / "logs.jsonl"))
+    trainer.add_callback(DivergenceGuard())
 
 
 def drop_logs_after(path: Path, step: int) -> None:
