@@ -1,27 +1,19 @@
 """RLHF with PPO (InstructGPT step 3): optimise the SFT policy against a reward, KL-penalised to the SFT model.
 
-Memory design: ONE frozen base model (optionally 4-bit) carries every role as a LoRA adapter:
-    policy     adapter "default" (trainable; starts equal to the SFT model: lineage merged, fresh LoRA = 0)
-    reference  the same model with adapters disabled (exactly the SFT model, no copy)
-    value      adapter "value" + a linear value head (trainable; initialised from the reward model)
-    reward     adapter "reward" + the RM's score head (frozen), when the RM was trained on the same base
-               lineage as the policy; otherwise the RM is loaded on its own, or a Python function is used.
-One iteration, top to bottom:
-    rollout   sample responses to a batch of prompts (KV-cached, batched `generate`, stop at end-of-turn)
-    score     reward of each response (normalised), minus a per-token KL penalty to the reference
-    advantage GAE over response tokens; returns = advantages + values
-    update    ppo_epochs x minibatches: clipped policy loss (+ entropy bonus), clipped value loss
-The math lives in ppo_math.py (pure, tested against hand-computed values).
+Every role lives on one base model (actor_critic.py). One iteration (`PPOTrainer.train_step`):
+    make_experience  rollout: sample responses to a batch of prompts (KV-cached, batched, stop at end-of-turn);
+                     score them (normalised), old/reference log-probs and values; per-token KL-shaped rewards;
+                     GAE advantages, returns = advantages + values
+    ppo_update       ppo_epochs x minibatches: clipped policy loss (+ entropy bonus), clipped value loss
+The math lives in ppo_math.py (pure, tested against hand-computed values); the divergence rules in guard.py.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -30,96 +22,17 @@ from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
 
 from align import chat, data, guard, models, ppo_math, runs, train
+from align.actor_critic import POLICY, ActorCritic
 from align.config import PPOConfig, to_dict
 from align.errors import ConfigError, RunError
 from align.runs import Run
 
-POLICY, VALUE, REWARD = "default", "value", "reward"  # the policy is peft's "default" so adapter/ loads as usual
-
-
-# --- the model: one base, several adapters --------------------------------------------------------------
-
-class ActorCritic:
-    """A PeftModel whose adapters play the PPO roles; forwards return only what PPO needs."""
-
-    def __init__(self, model, value_head: torch.nn.Linear, reward_head: torch.nn.Linear | None = None):
-        self.model, self.value_head, self.reward_head = model, value_head, reward_head
-        base = model.get_base_model()
-        self.backbone = getattr(base, base.base_model_prefix)  # the transformer without the LM head
-        self.lm_head = base.get_output_embeddings()
-        named = list(model.named_parameters())
-        self.policy_params = [p for n, p in named if "lora_" in n and f".{POLICY}." in n]
-        self.value_params = [p for n, p in named if "lora_" in n and f".{VALUE}." in n] + list(value_head.parameters())
-        self.trainable = self.policy_params + self.value_params
-
-    def use(self, adapter: str) -> None:
-        self.model.set_adapter(adapter)
-        for p in self.trainable:  # set_adapter freezes the other adapters; both policy and value train
-            p.requires_grad_(True)
-
-    def hidden(self, batch: dict[str, torch.Tensor], adapter: str | None) -> torch.Tensor:
-        """Last hidden states under an adapter (None: adapters disabled = the reference model)."""
-        kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                      position_ids=batch["position_ids"], use_cache=False)
-        if adapter is None:
-            with self.model.disable_adapter():
-                return self.backbone(**kwargs).last_hidden_state
-        self.use(adapter)
-        return self.backbone(**kwargs).last_hidden_state
-
-    def response_logits(self, batch, adapter: str | None, temperature: float) -> torch.Tensor:
-        """Logits predicting each response token (the LM head runs on response positions only)."""
-        h = self.hidden(batch, adapter)[:, batch["start"] - 1: -1]
-        return self.lm_head(h).float() / temperature
-
-    def values(self, batch) -> torch.Tensor:
-        h = self.hidden(batch, VALUE)[:, batch["start"] - 1: -1]
-        return self.value_head(h.to(self.value_head.weight.dtype)).squeeze(-1).float()
-
-
-def _adapter_tensors(adapter_dir: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-    """An RM adapter's LoRA tensors and its score head (saved beside them by peft's modules_to_save)."""
-    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
-    lora = {k: v for k, v in tensors.items() if "lora_" in k}
-    head = next((v for k, v in tensors.items() if "lora_" not in k and k.endswith(("score.weight", "classifier.weight"))),
-                None)
-    return lora, head
-
-
-def _add_adapter_from(model, name: str, adapter_dir: Path, trainable: bool) -> torch.Tensor | None:
-    """Load an RM's LoRA onto the causal model under `name`; return its score head weight."""
-    from peft import LoraConfig, set_peft_model_state_dict
-
-    cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
-    lora = LoraConfig(r=cfg["r"], lora_alpha=cfg["lora_alpha"], lora_dropout=0.0, bias="none",
-                      target_modules=cfg["target_modules"], task_type="CAUSAL_LM")
-    model.add_adapter(name, lora)
-    tensors, head = _adapter_tensors(adapter_dir)
-    result = set_peft_model_state_dict(model, tensors, adapter_name=name)
-    missing = [k for k in result.unexpected_keys if "lora_" in k]
-    if missing:
-        raise RunError(f"{adapter_dir}: adapter weights do not fit the policy model ({missing[:2]} ...)")
-    for n, p in model.named_parameters():
-        if f".{name}." in n:
-            p.requires_grad_(trainable)
-    return head
-
-
-def _linear_head(hidden: int, init: torch.Tensor | None, dtype, device, trainable: bool) -> torch.nn.Linear:
-    head = torch.nn.Linear(hidden, 1, bias=False).to(device=device, dtype=torch.float32)
-    with torch.no_grad():
-        head.weight.copy_(init.float() if init is not None else torch.zeros_like(head.weight))
-    head.requires_grad_(trainable)
-    return head
+Scorer = Callable[[list[list[dict]], list[str]], torch.Tensor]
 
 
 # --- rewards --------------------------------------------------------------------------------------------
-
-Scorer = Callable[[list[list[dict]], list[str]], torch.Tensor]
-
 
 def function_reward(spec: str) -> Scorer:
     """'module:function' -> scorer. Imported only because the user named it; the working dir is importable."""
@@ -143,21 +56,44 @@ def function_reward(spec: str) -> Scorer:
     return score
 
 
-def shared_reward(ac: ActorCritic, tokenizer, rm_manifest: dict[str, Any]) -> Scorer:
-    """The RM as an adapter on the policy's base, fed text tokenised exactly as in RM training."""
-    from align import rm
+def reward_run(cfg: PPOConfig, tokenizer) -> tuple[Path | None, dict[str, Any] | None]:
+    """The --reward run directory and manifest (None for a function), checked before anything is written."""
+    reward_dir = Path(cfg.reward) if cfg.reward and (Path(cfg.reward) / runs.MANIFEST).exists() else None
+    if reward_dir is None:
+        return None, None
+    rm_manifest = runs.read_manifest(reward_dir, require_complete=True)
+    if rm_manifest.get("stage") != "rm":
+        raise RunError(f"--reward {cfg.reward}: a {rm_manifest.get('stage')} run, not a reward model")
+    runs.check_same_template(rm_manifest, {"tokenizer_hash": chat.tokenizer_hash(tokenizer),
+                                           "template_hash": chat.template_hash(tokenizer)}, "--reward")
+    return reward_dir, rm_manifest
 
-    def score(prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:
-        batch = rm.encode_for_scoring(tokenizer, prompts, responses, rm_manifest)
-        device = ac.lm_head.weight.device
-        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        with torch.no_grad():
-            h = ac.hidden({"input_ids": ids, "attention_mask": mask, "position_ids": pos}, REWARD)
-            last = h[torch.arange(len(ids), device=device), batch["last_index"].to(device)]
-            return ac.reward_head(last.float()).squeeze(-1).float().cpu()
 
-    return score
+def build(cfg: PPOConfig, lineage: dict[str, Any], tokenizer) -> tuple[ActorCritic, Scorer, dict | None, dict]:
+    """The ActorCritic and the scorer: the RM as an adapter on the policy's base when it was trained on the
+    same lineage, else the RM loaded on its own, or the named function. -> (ac, scorer, reward norm, info)"""
+    reward_dir, rm_manifest = reward_run(cfg, tokenizer)
+    same = ("base", "adapters")
+    shares_base = bool(rm_manifest) and not rm_manifest.get("full") and \
+        {k: rm_manifest["lineage"][k] for k in same} == {k: lineage[k] for k in same}
+    if rm_manifest and not shares_base:
+        print("[align] the reward model was trained on another base lineage: loading it as a separate model; "
+              "the value model starts from a fresh adapter", flush=True)
+    ac = ActorCritic.build(cfg, lineage, tokenizer, reward_dir / "adapter" if shares_base else None)
+    info = {"reward_shares_base": shares_base, "reward": cfg.reward}
+    if shares_base:
+        from align import rm
+
+        def shared(prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:  # tokenised as in RM training
+            return ac.rewards(rm.encode_for_scoring(tokenizer, prompts, responses, rm_manifest))
+
+        return ac, shared, rm_manifest.get("reward_norm"), info
+    if rm_manifest:
+        from align import rm
+
+        separate = rm.load_reward_model(str(reward_dir), dtype=cfg.dtype)
+        return ac, lambda p, r: torch.tensor(separate.score(p, r)), rm_manifest.get("reward_norm"), info
+    return ac, function_reward(cfg.reward), None, info
 
 
 # --- rollouts -------------------------------------------------------------------------------------------
@@ -182,25 +118,17 @@ def encode_prompts(tokenizer, prompts: list[list[dict]], max_len: int, device) -
     return {"input_ids": ids, "attention_mask": mask}
 
 
-@torch.no_grad()
 def rollout(ac: ActorCritic, tokenizer, prompts: list[list[dict]], cfg: PPOConfig, adapter: str | None = POLICY,
             greedy: bool = False) -> Rollout:
-    enc = encode_prompts(tokenizer, prompts, cfg.max_prompt_length, ac.lm_head.weight.device)
+    enc = encode_prompts(tokenizer, prompts, cfg.max_prompt_length, ac.device)
     stop = chat.stop_token_ids(tokenizer)
     sample = not greedy
-    gen_kwargs = dict(max_new_tokens=cfg.max_new_tokens, do_sample=sample, eos_token_id=stop,
+    out = ac.generate(enc, adapter, max_new_tokens=cfg.max_new_tokens, do_sample=sample, eos_token_id=stop,
                       pad_token_id=tokenizer.pad_token_id, temperature=cfg.temperature if sample else None,
                       top_p=cfg.top_p if sample else None, top_k=cfg.top_k if sample else None)
-    if adapter is None:
-        with ac.model.disable_adapter():
-            out = ac.model.generate(**enc, **gen_kwargs)
-    else:
-        ac.use(adapter)
-        out = ac.model.generate(**enc, **gen_kwargs)
     start = enc["input_ids"].shape[1]
     response = out[:, start:]
     is_stop = torch.isin(response, torch.tensor(stop, device=response.device))
-    stopped = is_stop.any(-1)
     # keep tokens up to and including the first stop token; everything after is padding
     after_stop = (is_stop.cumsum(-1) - is_stop.long()) > 0
     mask = (~after_stop).long()
@@ -209,28 +137,26 @@ def rollout(ac: ActorCritic, tokenizer, prompts: list[list[dict]], cfg: PPOConfi
     batch = {"input_ids": torch.cat([enc["input_ids"], response], dim=1), "attention_mask": attention,
              "position_ids": (attention.cumsum(-1) - 1).clamp(min=0), "start": start}
     texts = [tokenizer.decode(r[m.bool()], skip_special_tokens=True).strip() for r, m in zip(response, mask)]
-    return Rollout(batch, mask.float(), prompts, texts, stopped.cpu())
+    return Rollout(batch, mask.float(), prompts, texts, is_stop.any(-1).cpu())
 
 
-def _rows(batch: dict[str, Any], idx) -> dict[str, Any]:
+def rows(batch: dict[str, Any], idx) -> dict[str, Any]:
     return {k: (v[idx] if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
-@torch.no_grad()
-def score_rollout(ro: Rollout, scorer: Scorer, cfg: PPOConfig, norm: dict[str, float] | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(raw score, shaped score): penalty for never stopping, RM normalisation, optional whitening/clipping."""
-    raw = scorer(ro.prompts, ro.responses).float()
-    shaped = raw - cfg.missing_eos_penalty * (~ro.stopped).float()
+def shape_scores(raw: torch.Tensor, stopped: torch.Tensor, cfg: PPOConfig, norm: dict[str, float] | None) -> torch.Tensor:
+    """Penalty for never stopping, RM normalisation, optional whitening and clipping."""
+    shaped = raw - cfg.missing_eos_penalty * (~stopped).float()
     if cfg.normalize_reward and norm:
         shaped = (shaped - norm["mean"]) / max(norm["std"], 1e-6)
     if cfg.whiten_rewards and len(shaped) > 1:
         shaped = (shaped - shaped.mean()) / (shaped.std() + 1e-8)
     if cfg.reward_clip > 0:
         shaped = shaped.clamp(-cfg.reward_clip, cfg.reward_clip)
-    return raw, shaped
+    return shaped
 
 
-# --- the loop ---------------------------------------------------------------------------------------------
+# --- several processes -----------------------------------------------------------------------------------
 
 def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
@@ -259,135 +185,194 @@ def prompt_batches(n_prompts: int, batch: int, seed: int, rank: int, size: int):
     return at
 
 
-def ppo_update(ac: ActorCritic, ro: Rollout, old: dict[str, torch.Tensor], opt, sched, cfg: PPOConfig) -> dict[str, float]:
-    """ppo_epochs passes of clipped policy + value updates over minibatches; early stop on approx KL."""
-    n = ro.mask.shape[0]
-    stats: dict[str, list[float]] = {}
-    _, size = world()
-    for epoch in range(cfg.ppo_epochs):
-        epoch_kl = []
-        for mb in torch.randperm(n).split(cfg.mini_batch_size):
-            opt.zero_grad(set_to_none=True)
-            for micro in mb.split(cfg.micro_batch_size):
-                b, mask = _rows(ro.batch, micro), ro.mask[micro]
-                weight = len(micro) / len(mb)
-                logits = ac.response_logits(b, POLICY, cfg.temperature)
-                logprobs = ppo_math.logprobs_from_logits(logits, b["input_ids"][:, b["start"]:])
-                pg_loss, pg = ppo_math.policy_loss(logprobs, old["logprobs"][micro], old["advantages"][micro], mask,
-                                                   cfg.clip_range)
-                entropy = ppo_math.masked_mean(ppo_math.entropy_from_logits(logits), mask)
-                ((pg_loss - cfg.entropy_coef * entropy) * weight).backward()
-                values = ac.values(b)
-                vf_loss, vf = ppo_math.value_loss(values, old["values"][micro], old["returns"][micro], mask,
-                                                  cfg.clip_range_value)
-                (cfg.vf_coef * vf_loss * weight).backward()
-                for key, value in {"policy_loss": pg_loss, "value_loss": vf_loss, "entropy": entropy, **pg, **vf}.items():
-                    stats.setdefault(key, []).append(float(value.detach()))
-                epoch_kl.append(float(pg["approx_kl"]))
-            if size > 1:
-                for p in ac.trainable:
-                    if p.grad is not None:
-                        dist.all_reduce(p.grad)
-                        p.grad /= size
-            grad_norm = torch.nn.utils.clip_grad_norm_(ac.trainable, cfg.max_grad_norm)
-            stats.setdefault("grad_norm", []).append(float(grad_norm))
-            opt.step()
-            sched.step()
-        if cfg.target_approx_kl and sum(epoch_kl) / len(epoch_kl) > cfg.target_approx_kl:
-            stats["early_stop_epoch"] = [epoch + 1]
-            break
-    return {k: sum(v) / len(v) for k, v in stats.items()}
+# --- the trainer ----------------------------------------------------------------------------------------
+
+@dataclass
+class Experience:
+    rollout: Rollout
+    raw: torch.Tensor  # (B,) reward as scored
+    score: torch.Tensor  # (B,) shaped
+    logprobs: torch.Tensor  # (B, R) policy at rollout time ("old")
+    values: torch.Tensor  # (B, R)
+    kl: torch.Tensor  # (B, R) per-token KL to the reference
+    advantages: torch.Tensor
+    returns: torch.Tensor
 
 
-def reward_run(cfg: PPOConfig, tokenizer) -> tuple[Path | None, dict[str, Any] | None]:
-    """The --reward run directory and manifest (None for a function), checked before anything is written."""
-    reward_dir = Path(cfg.reward) if cfg.reward and (Path(cfg.reward) / runs.MANIFEST).exists() else None
-    if reward_dir is None:
-        return None, None
-    rm_manifest = runs.read_manifest(reward_dir, require_complete=True)
-    if rm_manifest.get("stage") != "rm":
-        raise RunError(f"--reward {cfg.reward}: a {rm_manifest.get('stage')} run, not a reward model")
-    runs.check_same_template(rm_manifest, {"tokenizer_hash": chat.tokenizer_hash(tokenizer),
-                                           "template_hash": chat.template_hash(tokenizer)}, "--reward")
-    return reward_dir, rm_manifest
+class PPOTrainer:
+    """setup (__init__) -> fit (train_step per iteration: make_experience, ppo_update) -> save."""
 
+    def __init__(self, cfg: PPOConfig, lineage: dict[str, Any], tokenizer, prompts: list, eval_prompts: list,
+                 out: Run):
+        from transformers import get_scheduler
 
-def build(cfg: PPOConfig, lineage: dict[str, Any], tokenizer):
-    """The ActorCritic (policy, value, maybe reward on one base) and the scorer."""
-    reward_dir, rm_manifest = reward_run(cfg, tokenizer)
-    model = models.prepare(cfg, "causal", lineage, tokenizer)  # fresh policy LoRA ("default") on merged lineage
-    hidden = model.get_base_model().config.hidden_size
-    device, dtype = model.get_base_model().get_output_embeddings().weight.device, models.compute_dtype(cfg.dtype)
-    shares_base = bool(rm_manifest) and not rm_manifest.get("full") and \
-        {k: rm_manifest["lineage"][k] for k in ("base", "adapters")} == {k: lineage[k] for k in ("base", "adapters")}
-    if rm_manifest and not shares_base:
-        print("[align] the reward model was trained on another base lineage: loading it as a separate model; "
-              "the value model starts from a fresh adapter", flush=True)
-    value_init = None
-    if shares_base:
-        rm_adapter = reward_dir / "adapter"
-        value_init = _add_adapter_from(model, VALUE, rm_adapter, trainable=True)
-        reward_init = _add_adapter_from(model, REWARD, rm_adapter, trainable=False)
-        reward_head = _linear_head(hidden, reward_init, dtype, device, trainable=False)
-    else:
-        from peft import LoraConfig
+        self.cfg, self.tokenizer, self.out = cfg, tokenizer, out
+        self.prompts, self.eval_prompts = prompts, eval_prompts
+        self.rank, self.size = world()
+        self.ac, self.scorer, self.norm, self.reward_info = build(cfg, lineage, tokenizer)
+        self.kl_ctl = (ppo_math.AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
+                       else ppo_math.FixedKLController(cfg.kl_coef))
+        self.opt = torch.optim.AdamW([{"params": self.ac.policy_params, "lr": cfg.learning_rate},
+                                      {"params": self.ac.value_params, "lr": cfg.value_learning_rate}],
+                                     weight_decay=0.0)
+        updates = cfg.steps * cfg.ppo_epochs * math.ceil(cfg.rollout_batch_size / cfg.mini_batch_size)
+        self.sched = get_scheduler(cfg.lr_scheduler, self.opt, num_warmup_steps=0, num_training_steps=updates)
+        self.next_prompts = prompt_batches(len(prompts), cfg.rollout_batch_size, cfg.seed, self.rank, self.size)
+        self.log = train.LogFile(out.path / "logs.jsonl") if self.rank == 0 else None
+        self.history: list[dict[str, float]] = []
+        torch.manual_seed(cfg.seed + self.rank)
+        random.seed(cfg.seed)
 
-        model.add_adapter(VALUE, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, bias="none",
-                                            target_modules=models.lora_config(cfg, "CAUSAL_LM").target_modules,
-                                            task_type="CAUSAL_LM"))
-        reward_head = None
-    ac = ActorCritic(model, _linear_head(hidden, value_init, dtype, device, trainable=True), reward_head)
-    if cfg.gradient_checkpointing:
-        model.get_base_model().gradient_checkpointing_enable({"use_reentrant": False})
-    model.eval()  # no dropout: the ratio old/new must be exactly 1 before the first update
-    if shares_base:
-        scorer, norm = shared_reward(ac, tokenizer, rm_manifest), rm_manifest.get("reward_norm")
-    elif rm_manifest:
-        from align import rm
+    def fit(self) -> dict[str, Any]:
+        """Resume, evaluate the reference, run the iterations, evaluate the policy."""
+        from tqdm.auto import tqdm
 
-        separate = rm.load_reward_model(str(reward_dir), dtype=cfg.dtype)
-        scorer = lambda p, r: torch.tensor(separate.score(p, r))  # noqa: E731
-        norm = rm_manifest.get("reward_norm")
-    else:
-        scorer, norm = function_reward(cfg.reward), None
-    return ac, scorer, norm, {"reward_shares_base": shares_base, "reward": cfg.reward}
+        start, before = self.resume()
+        if self.eval_prompts and before is None:
+            before = self.evaluate(adapter=None)
+            print(f"[align] before PPO: eval reward {before['reward']:.3f}", flush=True)
+        bar = tqdm(range(start + 1, self.cfg.steps + 1), initial=start, total=self.cfg.steps, desc="ppo",
+                   disable=self.rank != 0)
+        for step in bar:
+            metrics = self.train_step(step)
+            bar.set_postfix({"reward": f"{metrics['reward/raw']:.3f}", "kl": f"{metrics['kl']:.3f}",
+                             "len": f"{metrics['response_length']:.0f}"})
+            if self.rank == 0 and self.cfg.save_steps and step % self.cfg.save_steps == 0 and step < self.cfg.steps:
+                self.ac.save_state(self.out.checkpoints / f"step-{step}", self.opt, self.sched, self.kl_ctl, step,
+                                   {"eval_before": before})
+        after = self.evaluate(adapter=POLICY) if self.eval_prompts else None
+        return self.summary(before, after)
 
+    def train_step(self, step: int) -> dict[str, float]:
+        t0 = time.perf_counter()
+        ro = rollout(self.ac, self.tokenizer, [self.prompts[i] for i in self.next_prompts(step - 1)], self.cfg)
+        t1 = time.perf_counter()
+        exp = self.make_experience(ro, step)
+        t2 = time.perf_counter()
+        stats = self.ppo_update(exp)
+        guard.check_update(step, self.cfg, stats)
+        t3 = time.perf_counter()
+        seq_kl, mask = float(exp.kl.sum(-1).mean()), ro.mask
+        metrics = {
+            "reward/raw": float(exp.raw.mean()), "reward/normalized": float(exp.score.mean()),
+            "kl": seq_kl, "kl_coef": self.kl_ctl.value, "stop_rate": float(ro.stopped.float().mean()),
+            "response_length": float(mask.sum(-1).mean()),
+            "explained_variance": float(ppo_math.explained_variance(exp.values, exp.returns, mask)),
+            **stats, "time/generate": t1 - t0, "time/experience": t2 - t1, "time/update": t3 - t2,
+            "rollout_tokens_per_s": float(mask.sum()) / (t1 - t0),
+            "update_tokens_per_s": float(ro.batch["attention_mask"].sum()) * self.cfg.ppo_epochs / (t3 - t2)}
+        self.kl_ctl.update(seq_kl, len(ro.responses) * self.size)
+        self.history.append(metrics)
+        if self.log:
+            self.log.write(step, metrics)
+            if self.cfg.sample_steps and step % self.cfg.sample_steps == 0:
+                self.write_samples(step, exp)
+        return metrics
 
-def save_state(path: Path, ac: ActorCritic, opt, sched, kl_ctl, step: int, extra: dict[str, Any]) -> None:
-    """A resumable checkpoint, written aside and renamed: trainable weights, optimiser, scheduler, KL, RNG."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    ids = {id(p) for p in ac.trainable}
-    named = {n: p.detach().cpu().contiguous() for n, p in ac.model.named_parameters() if id(p) in ids}
-    named["value_head.weight"] = ac.value_head.weight.detach().cpu().contiguous()
-    save_file(named, str(tmp / "trainable.safetensors"))
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "state.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "kl_controller": kl_ctl.state_dict(),
-                                                "python_rng": random.getstate(), **extra}, default=list))
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    @torch.no_grad()
+    def make_experience(self, ro: Rollout, step: int) -> Experience:
+        """Score, old and reference log-probs, values (one forward per role), KL-shaped rewards, GAE."""
+        cfg, mask = self.cfg, ro.mask
+        raw = self.scorer(ro.prompts, ro.responses).float()
+        score = shape_scores(raw, ro.stopped, cfg, self.norm)
+        logprobs, _ = self.ac.logprobs(ro.batch, POLICY, cfg.temperature)
+        ref_logprobs, _ = self.ac.logprobs(ro.batch, None, cfg.temperature)
+        values = self.ac.values(ro.batch) * mask
+        kl = ppo_math.kl_penalty(logprobs, ref_logprobs, cfg.kl_estimator) * mask
+        rewards = ppo_math.token_rewards(score.to(kl.device), kl, self.kl_ctl.value, mask)
+        advantages, returns = ppo_math.gae(rewards, values, mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = ppo_math.masked_whiten(advantages, mask)
+        guard.check_rollout(step, cfg, mask, kl, score=score, logprobs=logprobs, values=values,
+                            advantages=advantages, returns=returns)
+        return Experience(ro, raw, score, logprobs, values, kl, advantages, returns)
 
+    def ppo_update(self, exp: Experience) -> dict[str, float]:
+        """ppo_epochs passes of clipped policy + value updates over minibatches; early stop on approx KL."""
+        cfg, n = self.cfg, exp.rollout.mask.shape[0]
+        stats: dict[str, list[float]] = {}
+        for epoch in range(cfg.ppo_epochs):
+            epoch_kl = []
+            for mb in torch.randperm(n).split(cfg.mini_batch_size):
+                self.opt.zero_grad(set_to_none=True)
+                for micro in mb.split(cfg.micro_batch_size):
+                    for key, value in self.micro_step(exp, micro, len(micro) / len(mb)).items():
+                        stats.setdefault(key, []).append(value)
+                    epoch_kl.append(stats["approx_kl"][-1])
+                stats.setdefault("grad_norm", []).append(self.optimizer_step())
+            if cfg.target_approx_kl and sum(epoch_kl) / len(epoch_kl) > cfg.target_approx_kl:
+                stats["early_stop_epoch"] = [epoch + 1]
+                break
+        return {k: sum(v) / len(v) for k, v in stats.items()}
 
-def load_state(path: Path, ac: ActorCritic, opt, sched, kl_ctl) -> dict[str, Any]:
-    tensors = load_file(str(path / "trainable.safetensors"))
-    with torch.no_grad():
-        ac.value_head.weight.copy_(tensors.pop("value_head.weight"))
-        params = dict(ac.model.named_parameters())
-        for name, value in tensors.items():
-            params[name].copy_(value)
-    state = torch.load(path / "state.pt", weights_only=True)  # our own file; tensors and plain data only
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    if torch.cuda.is_available() and state["cuda_rng"]:
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    meta = json.loads((path / "state.json").read_text())
-    kl_ctl.load_state_dict(meta["kl_controller"])
-    version, internal, gauss = meta["python_rng"]
-    random.setstate((version, tuple(internal), gauss))
-    return meta
+    def micro_step(self, exp: Experience, micro: torch.Tensor, weight: float) -> dict[str, float]:
+        """Forward/backward of policy then value on some rows; gradients scaled by their share of the minibatch."""
+        cfg, b, mask = self.cfg, rows(exp.rollout.batch, micro), exp.rollout.mask[micro]
+        logprobs, entropy = self.ac.logprobs(b, POLICY, cfg.temperature, with_entropy=True)
+        pg_loss, pg = ppo_math.policy_loss(logprobs, exp.logprobs[micro], exp.advantages[micro], mask, cfg.clip_range)
+        entropy = ppo_math.masked_mean(entropy, mask)
+        ((pg_loss - cfg.entropy_coef * entropy) * weight).backward()
+        vf_loss, vf = ppo_math.value_loss(self.ac.values(b), exp.values[micro], exp.returns[micro], mask,
+                                          cfg.clip_range_value)
+        (cfg.vf_coef * vf_loss * weight).backward()
+        return {k: float(v.detach()) for k, v in {"policy_loss": pg_loss, "value_loss": vf_loss, "entropy": entropy,
+                                                  **pg, **vf}.items()}
+
+    def optimizer_step(self) -> float:
+        if self.size > 1:
+            for p in self.ac.trainable:
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.size
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.ac.trainable, self.cfg.max_grad_norm))
+        self.opt.step()
+        self.sched.step()
+        return grad_norm
+
+    # --- evaluation, resume, results ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, adapter: str | None) -> dict[str, Any]:
+        """Greedy responses to the held-out prompts and their mean raw reward (adapter None: the SFT reference).
+        Prompts are batched by length, so little is spent on padding."""
+        order = sorted(range(len(self.eval_prompts)),
+                       key=lambda i: len(chat.prompt_text(self.tokenizer, self.eval_prompts[i])))
+        responses, rewards, lengths = {}, {}, {}
+        for i in range(0, len(order), self.cfg.rollout_batch_size):
+            idx = order[i: i + self.cfg.rollout_batch_size]
+            ro = rollout(self.ac, self.tokenizer, [self.eval_prompts[j] for j in idx], self.cfg, adapter, greedy=True)
+            scores = self.scorer(ro.prompts, ro.responses).tolist()
+            for j, r, s, n in zip(idx, ro.responses, scores, ro.mask.sum(-1).tolist()):
+                responses[j], rewards[j], lengths[j] = r, s, n
+        first = range(min(4, len(self.eval_prompts)))
+        return {"reward": sum(rewards.values()) / len(rewards),
+                "response_length": sum(lengths.values()) / len(lengths), "samples": [{"prompt": self.eval_prompts[j][-1]["content"], "response": responses[j],
+                             "reward": rewards[j]} for j in first]}
+
+    def resume(self) -> tuple[int, dict | None]:
+        """(iterations already done, the reference's eval) from the last checkpoint when resuming."""
+        ckpt = latest_state(self.out) if self.cfg.resume else None
+        if not ckpt:
+            return 0, None
+        meta = self.ac.load_state(ckpt, self.opt, self.sched, self.kl_ctl)
+        train.drop_logs_after(self.out.path / "logs.jsonl", meta["step"])
+        print(f"[align] resuming from {ckpt} (iteration {meta['step']})", flush=True)
+        return meta["step"], meta.get("eval_before")
+
+    def write_samples(self, step: int, exp: Experience) -> None:
+        lines = [{"step": step, "prompt": p[-1]["content"], "response": r, "reward": s}
+                 for p, r, s in list(zip(exp.rollout.prompts, exp.rollout.responses, exp.raw.tolist()))[:3]]
+        train.append_jsonl(self.out.path / "samples.jsonl", lines)
+        for x in lines:
+            print(f"  [{step}] {x['prompt'][:60]!r} -> {x['response'][:80]!r} (reward {x['reward']:.3f})", flush=True)
+
+    def summary(self, before: dict | None, after: dict | None) -> dict[str, Any]:
+        h = self.history
+        return {"steps": self.cfg.steps, **self.reward_info,
+                "reward_start": h[0]["reward/raw"] if h else None, "reward_end": h[-1]["reward/raw"] if h else None,
+                "kl_end": h[-1]["kl"] if h else None,
+                "eval_reward_before": before and before["reward"], "eval_reward_after": after and after["reward"],
+                "eval_samples_before": before and before["samples"], "eval_samples_after": after and after["samples"]}
 
 
 def latest_state(run: Run) -> Path | None:
@@ -395,24 +380,8 @@ def latest_state(run: Run) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
 
 
-@torch.no_grad()
-def evaluate(ac: ActorCritic, tokenizer, prompts: list[list[dict]], scorer: Scorer, cfg: PPOConfig,
-             adapter: str | None) -> dict[str, Any]:
-    """Greedy responses to held-out prompts and their mean raw reward (adapter None: the SFT reference)."""
-    responses, rewards, lengths = [], [], []
-    for i in range(0, len(prompts), cfg.rollout_batch_size):
-        ro = rollout(ac, tokenizer, prompts[i: i + cfg.rollout_batch_size], cfg, adapter, greedy=True)
-        rewards += scorer(ro.prompts, ro.responses).tolist()
-        responses += ro.responses
-        lengths += ro.mask.sum(-1).tolist()
-    return {"reward": sum(rewards) / len(rewards), "response_length": sum(lengths) / len(lengths),
-            "samples": [{"prompt": p[-1]["content"], "response": r, "reward": s}
-                        for p, r, s in list(zip(prompts, responses, rewards))[:4]]}
-
-
 def run(cfg: PPOConfig) -> dict[str, Any]:
-    from transformers import get_scheduler
-
+    """Check every input, then set up, train and save."""
     if not cfg.reward:  # --full and the batch sizes are checked by PPOConfig
         raise ConfigError("no reward: pass --reward RM_RUN_DIR or --reward module:function")
     cfg = replace(cfg, lora_dropout=0.0)  # PPO's ratio must be 1 at the start of each update
@@ -433,126 +402,15 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
 
     with Run.open(cfg.output, "ppo", cfg.overwrite, cfg.resume) as out:
         out.start(to_dict(cfg), data={"prompts": loaded.files, "counts": counts})
-        ac, scorer, norm, reward_info = build(cfg, lineage, tokenizer)
-        kl_ctl = (ppo_math.AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
-                  else ppo_math.FixedKLController(cfg.kl_coef))
-        opt = torch.optim.AdamW([{"params": ac.policy_params, "lr": cfg.learning_rate},
-                                 {"params": ac.value_params, "lr": cfg.value_learning_rate}], weight_decay=0.0)
-        updates = cfg.steps * cfg.ppo_epochs * math.ceil(cfg.rollout_batch_size / cfg.mini_batch_size)
-        sched = get_scheduler(cfg.lr_scheduler, opt, num_warmup_steps=0, num_training_steps=updates)
-        torch.manual_seed(cfg.seed + rank)
-        random.seed(cfg.seed)
-        start, before = 0, None
-        ckpt = latest_state(out) if cfg.resume else None
-        if ckpt:
-            meta = load_state(ckpt, ac, opt, sched, kl_ctl)
-            start, before = meta["step"], meta.get("eval_before")
-            train.drop_logs_after(out.path / "logs.jsonl", start)
-            print(f"[align] resuming from {ckpt} (iteration {start})", flush=True)
-        if eval_prompts and before is None:
-            before = evaluate(ac, tokenizer, eval_prompts, scorer, cfg, adapter=None)
-            print(f"[align] before PPO: eval reward {before['reward']:.3f}", flush=True)
-        next_prompts = prompt_batches(len(prompts), cfg.rollout_batch_size, cfg.seed, rank, size)
-        logger = StepLogger(out, rank == 0)
-        from tqdm.auto import tqdm
-
-        bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="ppo", disable=rank != 0)
-        for step in bar:
-            # 1. rollout
-            t0 = time.perf_counter()
-            ro = rollout(ac, tokenizer, [prompts[i] for i in next_prompts(step)], cfg)
-            t_gen = time.perf_counter() - t0
-            # 2. score, reference/old log-probs, values; KL-penalised per-token rewards; GAE
-            t1 = time.perf_counter()
-            raw, score = score_rollout(ro, scorer, cfg, norm)
-            with torch.no_grad():
-                labels = ro.batch["input_ids"][:, ro.batch["start"]:]
-                logprobs = ppo_math.logprobs_from_logits(ac.response_logits(ro.batch, POLICY, cfg.temperature), labels)
-                ref_logprobs = ppo_math.logprobs_from_logits(ac.response_logits(ro.batch, None, cfg.temperature), labels)
-                values = ac.values(ro.batch)
-            kl = ppo_math.kl_penalty(logprobs, ref_logprobs, cfg.kl_estimator) * ro.mask
-            rewards = ppo_math.token_rewards(score.to(kl.device), kl, kl_ctl.value, ro.mask)
-            advantages, returns = ppo_math.gae(rewards, values * ro.mask, ro.mask, cfg.gamma, cfg.lam)
-            if cfg.whiten_advantages:
-                advantages = ppo_math.masked_whiten(advantages, ro.mask)
-            old = {"logprobs": logprobs, "values": values * ro.mask, "advantages": advantages, "returns": returns}
-            guard.check_rollout(step + 1, cfg, ro.mask, kl, score=score, **old)  # diverged: stop (align/guard.py)
-            # 3. update
-            upd = ppo_update(ac, ro, old, opt, sched, cfg)
-            guard.check_update(step + 1, cfg, upd)
-            t_upd = time.perf_counter() - t1
-            seq_kl = float((kl.sum(-1)).mean())
-            kl_coef = kl_ctl.value
-            kl_ctl.update(seq_kl, len(ro.responses) * size)
-            n_gen = float(ro.mask.sum())
-            metrics = {
-                "reward/raw": float(raw.mean()), "reward/normalized": float(score.mean()),
-                "kl": seq_kl, "kl_coef": kl_coef, "stop_rate": float(ro.stopped.float().mean()),
-                "response_length": float(ro.mask.sum(-1).mean()),
-                "explained_variance": float(ppo_math.explained_variance(values * ro.mask, returns, ro.mask)),
-                **{k: v for k, v in upd.items()},
-                "time/generate": t_gen, "time/update": t_upd,
-                "rollout_tokens_per_s": n_gen / t_gen,
-                "update_tokens_per_s": float(ro.batch["attention_mask"].sum()) * cfg.ppo_epochs / t_upd,
-            }
-            logger.log(step + 1, metrics, bar)
-            if rank == 0 and cfg.sample_steps and (step + 1) % cfg.sample_steps == 0:
-                logger.samples(step + 1, ro, raw)
-            if rank == 0 and cfg.save_steps and (step + 1) % cfg.save_steps == 0 and step + 1 < cfg.steps:
-                save_state(out.checkpoints / f"step-{step + 1}", ac, opt, sched, kl_ctl, step + 1,
-                           {"eval_before": before})
-        after = evaluate(ac, tokenizer, eval_prompts, scorer, cfg, adapter=POLICY) if eval_prompts else None
+        trainer = PPOTrainer(cfg, lineage, tokenizer, prompts, eval_prompts, out)
+        metrics = trainer.fit()
         if rank == 0:
-            ac.model.save_pretrained(out.path / "adapter", selected_adapters=[POLICY], safe_serialization=True)
-            tokenizer.save_pretrained(out.path / "tokenizer")
-            value = {n: p.detach().cpu().contiguous() for n, p in ac.model.named_parameters() if f".{VALUE}." in n}
-            value["value_head.weight"] = ac.value_head.weight.detach().cpu().contiguous()
-            (out.path / "value").mkdir(exist_ok=True)
-            save_file(value, str(out.path / "value" / "value.safetensors"))
-        history = logger.history
-        metrics = {"steps": cfg.steps, **reward_info,
-                   "reward_start": history[0]["reward/raw"] if history else None,
-                   "reward_end": history[-1]["reward/raw"] if history else None,
-                   "kl_end": history[-1]["kl"] if history else None,
-                   "eval_reward_before": before and before["reward"], "eval_reward_after": after and after["reward"],
-                   "eval_samples_before": before and before["samples"], "eval_samples_after": after and after["samples"]}
+            trainer.ac.save(out.path, tokenizer)
         out.write(**train.model_fields(cfg, tokenizer, lineage, "causal"))
         out.finish(metrics)
     if rank == 0:
+        ev = (f" | eval reward {metrics['eval_reward_before']:.3f} -> {metrics['eval_reward_after']:.3f}"
+              if metrics["eval_reward_after"] is not None else "")
         print(f"ppo done | reward {metrics['reward_start']:.3f} -> {metrics['reward_end']:.3f} | "
-              f"kl {metrics['kl_end']:.3f}" + (f" | eval reward {before['reward']:.3f} -> {after['reward']:.3f}"
-                                               if after else "") + f" | -> {out.path}", flush=True)
+              f"kl {metrics['kl_end']:.3f}{ev} | -> {out.path}", flush=True)
     return out.manifest
-
-
-class StepLogger:
-    """Per-iteration metrics to logs.jsonl, TensorBoard (if installed) and the progress bar."""
-
-    def __init__(self, run: Run, active: bool):
-        self.run, self.active, self.history = run, active, []
-        self.tb = None
-        if active:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(run.path / "tensorboard"))
-            except ImportError:
-                pass
-
-    def log(self, step: int, metrics: dict[str, float], bar) -> None:
-        self.history.append(metrics)
-        if not self.active:
-            return
-        with open(self.run.path / "logs.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, "time": round(time.time(), 3), **metrics}) + "\n")
-        if self.tb:
-            for k, v in metrics.items():
-                self.tb.add_scalar(k, v, step)
-        bar.set_postfix({"reward": f"{metrics['reward/raw']:.3f}", "kl": f"{metrics['kl']:.3f}",
-                         "len": f"{metrics['response_length']:.0f}"})
-
-    def samples(self, step: int, ro: Rollout, raw: torch.Tensor) -> None:
-        with open(self.run.path / "samples.jsonl", "a") as f:
-            for p, r, s in list(zip(ro.prompts, ro.responses, raw.tolist()))[:3]:
-                f.write(json.dumps({"step": step, "prompt": p[-1]["content"], "response": r, "reward": s}) + "\n")
-                print(f"  [{step}] {p[-1]['content'][:60]!r} -> {r[:80]!r} (reward {s:.3f})", flush=True)

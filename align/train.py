@@ -131,17 +131,24 @@ def warmup_steps(ratio: float, total_steps: int) -> int:
     return math.floor(ratio * total_steps + 1e-9)
 
 
+def append_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    with open(path, "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records))
+
+
 class LogFile(TrainerCallback):
-    """logs.jsonl in the run directory, one line per logging/eval step (main process only)."""
+    """logs.jsonl in the run directory, one line per logging/eval step (main process only); PPO writes its
+    iterations through `write`."""
 
     def __init__(self, path: Path):
         self.path = path
 
+    def write(self, step: int, record: dict[str, Any]) -> None:
+        append_jsonl(self.path, [{"step": step, "time": round(time.time(), 3), **record}])
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            with open(self.path, "a") as f:
-                f.write(json.dumps({"step": state.global_step, "epoch": round(state.epoch or 0, 4),
-                                    "time": round(time.time(), 3), **logs}) + "\n")
+            self.write(state.global_step, {"epoch": round(state.epoch or 0, 4), **logs})
 
 
 class Progress(ProgressCallback):
