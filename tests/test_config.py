@@ -244,7 +244,7 @@ def test_ppo_does_not_mutate_its_config(tmp_path, monkeypatch):
 
     (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in PROMPTS))
     cfg = config.build(config.PPOConfig, flags=dict(model="m", prompts=[str(tmp_path / "p.jsonl")], reward="x:y",
-                                                    output=str(tmp_path / "o")))
+                                                    output=str(tmp_path / "o"), lora_dropout=0.05))
     def stop(c):
         raise Stop(c.lora_dropout)
 
