@@ -143,6 +143,12 @@ def prompt_text(tokenizer, prompt: list[dict]) -> str:
     return render(tokenizer, prompt, add_generation_prompt=True)
 
 
+def prompt_ids(tokenizer, prompt: list[dict]) -> list[int]:
+    """The token ids a model continues to answer `prompt`: prompt_text tokenised as training tokenises it
+    (a BOS added where the tokenizer expects one and the template has none)."""
+    return encode_text(tokenizer, prompt_text(tokenizer, prompt), None, None, False).input_ids
+
+
 def encode_conversation(tokenizer, prompt: list[dict], response: list[dict]) -> Encoded:
     """prompt + response with the template, ending exactly at the response's end-of-turn token; the loss
     mask marks the last response turn (what the model produced), so callers can tell its length.
@@ -160,9 +166,8 @@ def conversation_ids(tokenizer, prompt: list[dict], response: list[dict]) -> lis
 
 def count_long_prompts(tokenizer, prompts: list[list[dict]], max_length: int) -> int:
     """How many prompts (with their generation prompt) are over `max_length` tokens: PPO keeps their last
-    tokens (ppo.encode_prompts), and the count is reported like the other stages' truncation counts."""
-    return sum(len(encode_text(tokenizer, prompt_text(tokenizer, p), None, None, False).input_ids) > max_length
-               for p in prompts)
+    tokens, and the count is reported like the other stages' truncation counts."""
+    return sum(len(prompt_ids(tokenizer, p)) > max_length for p in prompts)
 
 
 def truncate_left(tokenizer, ids: list[int], max_length: int) -> list[int]:

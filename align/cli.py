@@ -7,6 +7,7 @@ docs never drift apart). Errors a user can fix print one line and exit 2.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import sys
 import typing
@@ -26,9 +27,18 @@ data_app = typer.Typer(no_args_is_help=True, help="Look at data as training will
 app.add_typer(data_app, name="data")
 
 
-def fail(err: AlignError) -> None:
-    typer.echo(f"error: {err}", err=True)
-    raise typer.Exit(err.exit_code)
+def exits_on_align_error(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A command whose AlignError (a mistake the user can fix, or a diverged run) prints one line, `error: ...`,
+    and exits with the error's code (2; 3 for a diverged run) instead of a traceback."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except AlignError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(err.exit_code) from None
+
+    return wrapper
 
 
 def _escape(text: str) -> str:
@@ -65,14 +75,12 @@ def stage_command(name: str, cfg_cls: type, runner: Callable[[Any], Any], help: 
             default=typer.Option(None, *decls, show_default=False,  # escaped: rich would take "[...]" for markup
                                  help=_escape(f"{f.metadata.get('help', '')} [{limits}default: {default_txt}]"))))
 
+    @exits_on_align_error
     def command(config: Optional[Path] = None, **flags: Any) -> None:
-        try:
-            recipe = C.read_recipe(config) if config else {}
-            flags = {k: (v if v != [] else None) for k, v in flags.items()}
-            cfg = C.build(cfg_cls, recipe, flags, source=f"align {name}" + (f" --config {config}" if config else ""))
-            runner(cfg)
-        except AlignError as e:
-            fail(e)
+        recipe = C.read_recipe(config) if config else {}
+        flags = {k: (v if v != [] else None) for k, v in flags.items()}
+        cfg = C.build(cfg_cls, recipe, flags, source=f"align {name}" + (f" --config {config}" if config else ""))
+        runner(cfg)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = help
@@ -97,43 +105,40 @@ app.add_typer(recipe_app, name="recipe")
 
 
 @app.command("run")
-def run_pipeline(recipe: Path = typer.Argument(..., help="A pipeline recipe (output + stages)."),
-                 only: Optional[list[str]] = typer.Option(None, "--only", help="Run only this stage (repeatable)."),
-                 from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Start at this stage."),
-                 overwrite: bool = typer.Option(False, help="Re-run stages that are already complete.")) -> None:
+@exits_on_align_error
+def pipeline_command(recipe: Path = typer.Argument(..., help="A pipeline recipe (output + stages)."),
+                     only: Optional[list[str]] = typer.Option(None, "--only", help="Run only this stage (repeatable)."),
+                     from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Start at this stage."),
+                     overwrite: bool = typer.Option(False, help="Re-run stages that are already complete.")) -> None:
     """Run a pipeline recipe's stages in order; complete stages are skipped, interrupted ones resume."""
     from align import pipeline
 
-    try:
-        pipeline.run(str(recipe), only, from_stage, overwrite)
-    except AlignError as e:
-        fail(e)
+    pipeline.run_pipeline(str(recipe), only, from_stage, overwrite)
 
 
 @recipe_app.command("validate")
+@exits_on_align_error
 def recipe_validate(file: Path = typer.Argument(..., help="A pipeline recipe, or a stage recipe with --stage."),
                     stage: Optional[str] = typer.Option(None, help="The stage a single-stage recipe is for.")) -> None:
     """Check keys, types, value ranges, stage references and paths of a recipe; a typo is an error, never
     silently ignored."""
     from align import pipeline
 
-    try:
-        recipe = C.read_recipe(file)
-        if "stages" in recipe:
-            _, steps = pipeline.plan(recipe, str(file))
-            for name, method, cfg in steps:
-                typer.echo(f"{name}: {method} -> {cfg.output}")
-        else:
-            if stage not in C.STAGES:
-                raise C.ConfigError(f"{file}: a single-stage recipe needs --stage ({', '.join(C.STAGES)})")
-            where = f"{file} (stage {stage})"
-            pipeline.check_inputs(stage, C.build(C.STAGES[stage], recipe, source=where), where, required=False)
-        typer.echo(f"{file}: ok")
-    except AlignError as e:
-        fail(e)
+    recipe = C.read_recipe(file)
+    if "stages" in recipe:
+        _, steps = pipeline.plan(recipe, str(file))
+        for name, method, cfg in steps:
+            typer.echo(f"{name}: {method} -> {cfg.output}")
+    else:
+        if stage not in C.STAGES:
+            raise C.ConfigError(f"{file}: a single-stage recipe needs --stage ({', '.join(C.STAGES)})")
+        where = f"{file} (stage {stage})"
+        pipeline.check_inputs(stage, C.build(C.STAGES[stage], recipe, source=where), where, required=False)
+    typer.echo(f"{file}: ok")
 
 
 @app.command()
+@exits_on_align_error
 def merge(run_dir: Path = typer.Argument(..., help="A finished run."),
           output: Path = typer.Option(..., "--output", "-o", help="Directory for the merged checkpoint."),
           overwrite: bool = typer.Option(False, help="Replace an existing output directory."),
@@ -141,13 +146,11 @@ def merge(run_dir: Path = typer.Argument(..., help="A finished run."),
     """Merge a run's adapters into its base: a standalone checkpoint for `from_pretrained`."""
     from align import infer
 
-    try:
-        infer.merge(str(run_dir), str(output), overwrite=overwrite, dtype=dtype)
-    except AlignError as e:
-        fail(e)
+    infer.merge(str(run_dir), str(output), overwrite=overwrite, dtype=dtype)
 
 
 @app.command("eval")
+@exits_on_align_error
 def eval_runs(run_dirs: list[str] = typer.Argument(..., help="Finished runs: policies (sft/dpo/ppo) and/or reward models."),
               prompts: Optional[str] = typer.Option(None, help="Held-out prompts for the policies."),
               pairs: Optional[str] = typer.Option(None, help="Held-out comparisons for the reward models."),
@@ -158,28 +161,24 @@ def eval_runs(run_dirs: list[str] = typer.Argument(..., help="Finished runs: pol
     """Policies: reward, win rate and KL vs their SFT reference, samples side by side; RMs: accuracy."""
     from align import evaluate
 
-    try:
-        evaluate.evaluate(run_dirs, prompts, judge, pairs, output, max_new_tokens)
-    except AlignError as e:
-        fail(e)
+    evaluate.evaluate_runs(run_dirs, prompts, judge, pairs, output, max_new_tokens)
 
 
 @app.command()
+@exits_on_align_error
 def score(run_dir: str = typer.Argument(..., help="An `align rm` run."),
           data_file: str = typer.Option(..., "--data", help="Prompt/response rows, or comparisons."),
           output: Optional[Path] = typer.Option(None, help="Write one JSON line per row here (default: stdout).")) -> None:
     """Score rows with a reward model; for comparisons also report the pairwise accuracy."""
-    from align import rm
+    from align import evaluate
 
-    try:
-        result = rm.score_file(run_dir, data_file, str(output) if output else None)
-        typer.echo(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()),
-                   err=output is None)
-    except AlignError as e:
-        fail(e)
+    result = evaluate.score_file(run_dir, data_file, str(output) if output else None)
+    typer.echo(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()),
+               err=output is None)
 
 
 @app.command()
+@exits_on_align_error
 def generate(run_dir: str = typer.Argument(..., help="A finished run (any stage), or a model spec."),
              prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help="A user message (repeatable)."),
              prompts: Optional[Path] = typer.Option(None, help="A prompts file (jsonl/json/csv/parquet)."),
@@ -190,27 +189,23 @@ def generate(run_dir: str = typer.Argument(..., help="A finished run (any stage)
     """Sample responses from a run's model (or a base model) with its chat template."""
     from align import infer
 
-    try:
-        infer.generate_cli(run_dir, prompt or [], prompts, max_new_tokens, temperature, top_p, batch_size,
-                            output, trust_remote_code)
-    except AlignError as e:
-        fail(e)
+    infer.generate_cli(run_dir, prompt or [], prompts, max_new_tokens, temperature, top_p, batch_size,
+                        output, trust_remote_code)
 
 
 @app.command()
+@exits_on_align_error
 def chat(run_dir: str = typer.Argument(..., help="A finished run (any stage) or a model spec."),
          max_new_tokens: int = typer.Option(256), temperature: float = typer.Option(0.7, help="0 = greedy."),
          trust_remote_code: bool = typer.Option(False)) -> None:
     """Chat with a model in the terminal (chat template applied, answers streamed)."""
     from align import infer
 
-    try:
-        infer.chat_loop(run_dir, max_new_tokens, temperature, trust_remote_code)
-    except AlignError as e:
-        fail(e)
+    infer.chat_loop(run_dir, max_new_tokens, temperature, trust_remote_code)
 
 
 @data_app.command("inspect")
+@exits_on_align_error
 def data_inspect(file: list[str] = typer.Argument(..., help="Data file(s)."),
                  model: str = typer.Option(..., "--model", "-m", help="Model spec or run directory (its tokenizer)."),
                  n: int = typer.Option(3, "-n", help="Examples to show."),
@@ -219,10 +214,7 @@ def data_inspect(file: list[str] = typer.Argument(..., help="Data file(s)."),
     """Render examples exactly as SFT sees them: loss tokens marked, end-of-turn visible, lengths."""
     from align import preview
 
-    try:
-        preview.inspect_sft(file, model, n, max_length, completion_only_loss, trust_remote_code)
-    except AlignError as e:
-        fail(e)
+    preview.inspect_sft(file, model, n, max_length, completion_only_loss, trust_remote_code)
 
 
 def quiet_libraries() -> None:

@@ -13,10 +13,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from align import chat, data, models, runs, train
-from align.config import DPO_LOSSES as LOSSES, DPO_SMOOTHED_LOSSES as SMOOTHED_LOSSES  # noqa: F401 (home: config)
+from align import chat, data, evaluate, models, reward_model, train
 from align.config import DPOConfig, to_dict
-from align.errors import ConfigError, DataError
+from align.errors import DataError
 from align.runs import Run
 
 
@@ -33,14 +32,11 @@ def encode_pair(tokenizer, v: dict[str, Any], cfg: DPOConfig, counts: dict[str, 
     turn and the generation prompt; a BOS token stays); a response that still does not fit max_length loses
     its end (and with it the end-of-turn token). Both are counted.
     """
-    prompt = chat.encode_text(tokenizer, chat.prompt_text(tokenizer, v["prompt"]), None, None, False).input_ids
+    prompt = chat.prompt_ids(tokenizer, v["prompt"])
     full = {side: chat.conversation_ids(tokenizer, v["prompt"], v[side]) for side in ("chosen", "rejected")}
     n = min(_common_prefix(prompt, ids) for ids in full.values())
-    prompt_ids = prompt[:n]
-    if len(prompt_ids) > cfg.max_prompt_length:
-        counts["truncated_prompts"] += 1
-        head = prompt_ids[:1] if prompt_ids[0] == tokenizer.bos_token_id else []
-        prompt_ids = head + prompt_ids[len(prompt_ids) - cfg.max_prompt_length + len(head):]
+    counts["truncated_prompts"] += n > cfg.max_prompt_length
+    prompt_ids = chat.truncate_left(tokenizer, prompt[:n], cfg.max_prompt_length)
     room = cfg.max_length - len(prompt_ids)
     out = {"prompt_ids": prompt_ids}
     for side, ids in full.items():
@@ -64,25 +60,14 @@ def trl_options(cfg: DPOConfig) -> dict[str, Any]:
     return options
 
 
-def check_judge(cfg: DPOConfig, tokenizer) -> None:
-    """--judge is checked before training: a complete reward model that reads text as this policy does (with
-    full fine-tuning or without eval data, the config refuses --judge)."""
-    manifest = runs.read_manifest(cfg.judge, require_complete=True)
-    if manifest.get("stage") != "rm":
-        raise ConfigError(f"--judge {cfg.judge}: a {manifest.get('stage')} run, not a reward model (`align rm`)")
-    mine = {"tokenizer_hash": chat.tokenizer_hash(tokenizer), "template_hash": chat.template_hash(tokenizer)}
-    runs.check_same_template(manifest, mine, f"--judge {cfg.judge}")
-
-
-def judge(cfg: DPOConfig, run: Run, eval_rows: data.Loaded) -> dict[str, Any]:
+def judge_policy(cfg: DPOConfig, out: Run, eval_rows: data.Loaded) -> dict[str, Any]:
     """The saved policy's and the SFT model's greedy answers to the held-out prompts, scored by the reward model.
 
     Reuses `align eval`'s policy evaluation on the run as written, so the numbers match that command.
     """
-    from align import evaluate, rm
-
     prompts = list({repr(v["prompt"]): v["prompt"] for v in eval_rows.values()}.values())  # a ranking's pairs share one
-    result = evaluate.evaluate_policy(str(run.path), prompts, rm.load_reward_model(cfg.judge), cfg.judge_max_new_tokens)
+    result = evaluate.evaluate_policy(str(out.path), prompts, reward_model.load_reward_model(cfg.judge),
+                                      cfg.judge_max_new_tokens)
     return {"judge_prompts": len(prompts), "judge_reward": result["reward"],
             "judge_reference_reward": result["reference_reward"], "judge_win_rate": result["win_rate"],
             "judge_kl_to_reference": result["kl_to_reference"]}
@@ -105,8 +90,8 @@ def run(cfg: DPOConfig) -> dict[str, Any]:
     train_rows = data.load_pairs(cfg.data)
     eval_rows = data.load_pairs(cfg.eval_data) if cfg.eval_data else None
     lineage, tokenizer = models.tokenizer_for(cfg)
-    if cfg.judge:
-        check_judge(cfg, tokenizer)
+    if cfg.judge:  # with full fine-tuning or without eval data, the config refuses --judge
+        reward_model.require_rm_run(cfg.judge, tokenizer, f"--judge {cfg.judge}")
     train_set, counts = encode_pairs(train_rows, tokenizer, cfg)
     eval_set, eval_counts = encode_pairs(eval_rows, tokenizer, cfg) if eval_rows else (None, {})
     if not train_set:
@@ -154,7 +139,7 @@ def run(cfg: DPOConfig) -> dict[str, Any]:
         out.write(**train.model_fields(cfg, tokenizer, lineage, "causal"))
         out.finish(metrics)
         if cfg.judge:  # on the saved run, after it is complete: a judging failure loses no training
-            metrics.update(judge(cfg, out, eval_rows))
+            metrics.update(judge_policy(cfg, out, eval_rows))
             out.write(metrics=metrics)
     print(train.summarise(out, metrics), flush=True)
     if "before_eval_logps/chosen" in metrics:

@@ -8,24 +8,44 @@ are the baseline for the win rate, and its log-probs give the KL of the policy's
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from align import chat, data, infer, models, ppo_math, runs
+from align import chat, data, infer, models, ppo_math, reward_model, runs
 from align.errors import ConfigError
+
+LOGPROB_TOKENS = 4096  # padded tokens per log-prob pass (the LM head's logits are kept for answer positions only)
 
 
 @torch.no_grad()
-def sequence_logprob(model, tokenizer, prompt: list[dict], answer: str) -> float:
-    """log p(answer + end-of-turn | prompt) under the model as it is (adapter on or off)."""
-    prompt_ids = chat.encode_text(tokenizer, chat.prompt_text(tokenizer, prompt), None, None, False).input_ids
-    full = chat.conversation_ids(tokenizer, prompt, [{"role": "assistant", "content": answer or " "}])
-    ids = torch.tensor([full], device=next(model.parameters()).device)
-    logits = model(input_ids=ids).logits[:, len(prompt_ids) - 1: -1].float()
-    return float(ppo_math.logprobs_from_logits(logits, ids[:, len(prompt_ids):]).sum())
+def sequence_logprobs(model, tokenizer, prompts: list[list[dict]], answers: list[str],
+                      max_tokens: int = LOGPROB_TOKENS) -> list[float]:
+    """log p(answer + end-of-turn | prompt) of each answer under the model as it is (adapter on or off), in
+    their order. Batches of similar length (infer.length_batches), left-padded so that the answers end
+    together: the LM head runs on the last positions only, where the model supports `logits_to_keep`."""
+    rows = []  # (conversation ids, answer length)
+    for p, a in zip(prompts, answers):
+        ids = chat.conversation_ids(tokenizer, p, [{"role": "assistant", "content": a or " "}])
+        rows.append((ids, len(ids) - len(chat.prompt_ids(tokenizer, p))))
+    device = next(model.parameters()).device
+    keep_only = "logits_to_keep" in inspect.signature(models.unwrap(model).forward).parameters
+    out = [0.0] * len(rows)
+    for idx in infer.length_batches([len(ids) for ids, _ in rows], max_tokens):
+        enc = {k: t.to(device) for k, t in infer.pad_left([rows[i][0] for i in idx], tokenizer.pad_token_id).items()}
+        k = max(rows[i][1] for i in idx)  # the longest answer: its tokens and the one before it are needed
+        extra = {"logits_to_keep": k + 1} if keep_only else {}
+        logits = model(**enc, position_ids=(enc["attention_mask"].cumsum(-1) - 1).clamp(min=0), use_cache=False,
+                       **extra).logits[:, -k - 1: -1]
+        logprobs = ppo_math.logprobs_from_logits(logits, enc["input_ids"][:, -k:])
+        lengths = torch.tensor([rows[i][1] for i in idx], device=device)
+        answer = torch.arange(k, device=device) >= k - lengths[:, None]  # a shorter row's front may be padding
+        for i, lp in zip(idx, logprobs.masked_fill(~answer, 0.0).sum(-1).tolist()):
+            out[i] = lp
+    return out
 
 
 def evaluate_policy(run_dir: str, prompts: list[list[dict]], judge, max_new_tokens: int) -> dict[str, Any]:
@@ -34,13 +54,11 @@ def evaluate_policy(run_dir: str, prompts: list[list[dict]], judge, max_new_toke
         raise ConfigError(f"{run_dir}: a full fine-tuning run has no adapter to switch off, so its reference "
                           "cannot be recovered from it; evaluate LoRA runs, or compare against a separate judge")
     answers = infer.generate(model, tok, prompts, max_new_tokens)
+    policy_lp = sequence_logprobs(model, tok, prompts, answers)
     with model.disable_adapter():
         reference = infer.generate(model, tok, prompts, max_new_tokens)
-    kl = []
-    for p, a in zip(prompts, answers):
-        policy_lp = sequence_logprob(model, tok, p, a)
-        with model.disable_adapter():
-            kl.append(policy_lp - sequence_logprob(model, tok, p, a))
+        reference_lp = sequence_logprobs(model, tok, prompts, answers)
+    kl = [a - b for a, b in zip(policy_lp, reference_lp)]
     result: dict[str, Any] = {
         "run": run_dir, "stage": manifest["stage"], "kind": "policy",
         "reference": manifest["lineage"].get("from") or manifest["lineage"]["base"],
@@ -50,7 +68,8 @@ def evaluate_policy(run_dir: str, prompts: list[list[dict]], judge, max_new_toke
                     for p, a, r in list(zip(prompts, answers, reference))[:5]]}
     if judge is not None:
         runs.check_same_template(judge.manifest, manifest, f"judge for {run_dir}")
-        mine, theirs = judge.score(prompts, answers), judge.score(prompts, reference)
+        scores = judge.score(prompts * 2, answers + reference)  # an answer both models give is scored once
+        mine, theirs = scores[:len(prompts)], scores[len(prompts):]
         result.update(reward=sum(mine) / len(mine), reference_reward=sum(theirs) / len(theirs),
                       win_rate=sum((a > b) + 0.5 * (a == b) for a, b in zip(mine, theirs)) / len(mine))
         for s, a, b in zip(result["samples"], mine, theirs):
@@ -58,21 +77,59 @@ def evaluate_policy(run_dir: str, prompts: list[list[dict]], judge, max_new_toke
     return result
 
 
+def score_pairs(scorer: reward_model.RewardModel, pairs: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """(chosen rewards, rejected rewards) of comparison rows, in one scoring pass (a response that recurs, as a
+    ranking's do, is scored once)."""
+    n = len(pairs)
+    scores = scorer.score([v["prompt"] for v in pairs] * 2,
+                          [v["chosen"] for v in pairs] + [v["rejected"] for v in pairs])
+    return scores[:n], scores[n:]
+
+
 def evaluate_rm(run_dir: str, pairs_path: str) -> dict[str, Any]:
-    from align import rm
-
-    scorer = rm.load_reward_model(run_dir)
-    vals = data.load_pairs(pairs_path).values()
-    chosen = scorer.score([v["prompt"] for v in vals], [v["chosen"] for v in vals])
-    rejected = scorer.score([v["prompt"] for v in vals], [v["rejected"] for v in vals])
-    return {"run": run_dir, "stage": "rm", "kind": "reward_model", "pairs": len(vals),
-            "accuracy": sum(c > r for c, r in zip(chosen, rejected)) / len(vals),
-            "mean_margin": sum(c - r for c, r in zip(chosen, rejected)) / len(vals)}
+    pairs = data.load_pairs(pairs_path).values()
+    chosen, rejected = score_pairs(reward_model.load_reward_model(run_dir), pairs)
+    return {"run": run_dir, "stage": "rm", "kind": "reward_model", "pairs": len(pairs),
+            **reward_model.pair_metrics([c - r for c, r in zip(chosen, rejected)])}
 
 
-def evaluate(run_dirs: list[str], prompts_path: str | None, judge_dir: str | None, pairs_path: str | None,
-             output: str | None, max_new_tokens: int = 64) -> dict[str, Any]:
-    from align import report, rm
+def score_file(run_dir: str, path: str, output: str | None) -> dict[str, Any]:
+    """`align score`: a reward per prompt/response row, or chosen/rejected rewards per comparison pair
+    (with the pairwise accuracy). The file is read and checked before the model loads."""
+    pairs = data.is_comparison_file(path)
+    loaded = data.load_pairs(path) if pairs else data.load_sft(path)  # any SFT format that ends with an answer
+    turns = []  # (prompt, answer) of each prompt/response row, checked before the model loads
+    for row in loaded.rows:
+        if "text" in row.value:
+            raise row.error("plain text has no prompt/response turns to score: give prompt/response or messages",
+                            "text")
+        if not pairs:
+            turns.append(data.split_last_turn(row.value["messages"], (row.file, row.row), "messages"))
+    scorer = reward_model.load_reward_model(run_dir)
+    result: dict[str, Any] = {"rows": len(loaded.rows)}
+    if pairs:
+        chosen, rejected = score_pairs(scorer, loaded.values())
+        lines = [{"row": row.row, "chosen_reward": c, "rejected_reward": r}
+                 for row, c, r in zip(loaded.rows, chosen, rejected)]
+        result.update(reward_model.pair_metrics([c - r for c, r in zip(chosen, rejected)]))
+    else:
+        scores = scorer.score([p for p, _ in turns], [a for _, a in turns])
+        lines = [{"row": row.row, "reward": s} for row, s in zip(loaded.rows, scores)]
+        result["mean_reward"] = sum(scores) / len(scores)
+    text = "".join(json.dumps(x) + "\n" for x in lines)
+    if output:
+        with open(output, "w") as f:
+            f.write(text)
+    else:
+        print(text, end="")
+    return result
+
+
+def evaluate_runs(run_dirs: list[str], prompts_path: str | None, judge_dir: str | None, pairs_path: str | None,
+                  output: str | None, max_new_tokens: int = 64) -> dict[str, Any]:
+    """`align eval`: each policy against its reference and each reward model on held-out pairs -> eval.json,
+    report.md and plots in `output`."""
+    from align import report
 
     manifests = {d: runs.read_manifest(d, require_complete=True) for d in run_dirs}
     policies = [d for d, m in manifests.items() if m["stage"] != "rm"]
@@ -83,7 +140,7 @@ def evaluate(run_dirs: list[str], prompts_path: str | None, judge_dir: str | Non
         raise ConfigError("evaluating a reward model needs held-out comparisons: pass --pairs FILE")
     judge_dir = judge_dir or (rms[0] if rms else None)
     prompts = [v["prompt"] for v in data.load_prompts(prompts_path).values()] if policies else []
-    judge = rm.load_reward_model(judge_dir) if judge_dir and policies else None
+    judge = reward_model.load_reward_model(judge_dir) if judge_dir and policies else None
     results = [evaluate_rm(d, pairs_path) for d in rms]
     for d in policies:
         print(f"[align] evaluating {d} on {len(prompts)} prompts", flush=True)

@@ -23,27 +23,60 @@ def load_any(spec: str, trust_remote_code: bool = False, kind: str | None = None
     return model, tok
 
 
+def length_batches(lengths: list[int], max_tokens: int = 0, max_rows: int = 0) -> list[list[int]]:
+    """Indices of items of these lengths, shortest first, cut into batches of at most `max_tokens` padded
+    tokens (rows x the longest) and `max_rows` rows (0: no limit). Items of similar length go together, so
+    little is spent on padding; an item over `max_tokens` alone makes its own batch."""
+    out: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        current = out[-1] if out else []
+        full = (max_rows and len(current) >= max_rows) or (max_tokens and lengths[i] * (len(current) + 1) > max_tokens)
+        if not current or full:
+            out.append([i])
+        else:
+            current.append(i)
+    return out
+
+
+def encode_prompts(tokenizer, prompts: list[list[dict]], max_length: int | None = None) -> dict[str, torch.Tensor]:
+    """Prompts (message lists) -> left-padded ids with their generation prompt, as `generate` takes them; over
+    `max_length` a prompt keeps its last tokens (chat.truncate_left: a leading BOS stays)."""
+    rows = [chat.prompt_ids(tokenizer, p) for p in prompts]
+    if max_length is not None:
+        rows = [chat.truncate_left(tokenizer, r, max_length) for r in rows]
+    return pad_left(rows, tokenizer.pad_token_id)
+
+
+def pad_left(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(map(len, rows))
+    return {"input_ids": torch.tensor([[pad_id] * (width - len(r)) + r for r in rows]),
+            "attention_mask": torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])}
+
+
+def sampling_kwargs(temperature: float, top_p: float = 1.0, top_k: int = 0, *, stop: list[int],
+                    pad_id: int) -> dict:
+    """`generate` arguments: greedy at temperature 0, else sampling at that temperature with top-p and top-k
+    (top_k 0: off); generation stops at any token of `stop` (chat.stop_token_ids)."""
+    sample = temperature > 0
+    return dict(do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
+                top_k=top_k if sample else None, eos_token_id=stop, pad_token_id=pad_id)
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 128, temperature: float = 0.0,
              top_p: float = 1.0, top_k: int = 0, batch_size: int = 8) -> list[str]:
-    """Answer each prompt (a list of messages); batched, left-padded, KV-cached, stopping at end-of-turn."""
-    old_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    """Answer each prompt (a list of messages), in their order; batched (prompts of similar length together),
+    left-padded, KV-cached, stopping at end-of-turn."""
     device = next(model.parameters()).device
-    stop = chat.stop_token_ids(tokenizer)
-    out: list[str] = []
-    try:
-        for i in range(0, len(prompts), batch_size):
-            texts = [chat.prompt_text(tokenizer, p) for p in prompts[i: i + batch_size]]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            sampling = temperature > 0
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sampling,
-                                 temperature=temperature if sampling else None, top_p=top_p if sampling else None,
-                                 top_k=top_k if sampling else None, eos_token_id=stop,
-                                 pad_token_id=tokenizer.pad_token_id)
-            for row in gen[:, enc["input_ids"].shape[1]:]:
-                out.append(tokenizer.decode(row, skip_special_tokens=True).strip())
-    finally:
-        tokenizer.padding_side = old_side
+    kwargs = sampling_kwargs(temperature, top_p, top_k, stop=chat.stop_token_ids(tokenizer),
+                             pad_id=tokenizer.pad_token_id)
+    rows = [chat.prompt_ids(tokenizer, p) for p in prompts]
+    out: list[str] = [""] * len(prompts)
+    for idx in length_batches([len(r) for r in rows], max_rows=batch_size):
+        enc = {k: t.to(device) for k, t in pad_left([rows[i] for i in idx], tokenizer.pad_token_id).items()}
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens, **kwargs)
+        for i, row in zip(idx, gen[:, enc["input_ids"].shape[1]:]):
+            out[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
     return out
 
 
@@ -92,6 +125,7 @@ def chat_loop(spec: str, max_new_tokens: int = 256, temperature: float = 0.7, tr
 
     model, tok = load_any(spec, trust_remote_code)
     device = next(model.parameters()).device
+    kwargs = sampling_kwargs(temperature, stop=chat.stop_token_ids(tok), pad_id=tok.pad_token_id)
     history: list[dict] = []
     print("chat with", spec, "(/reset to start over, /exit to leave)")
     while True:
@@ -107,12 +141,9 @@ def chat_loop(spec: str, max_new_tokens: int = 256, temperature: float = 0.7, tr
         if not line:
             continue
         history.append({"role": "user", "content": line})
-        enc = tok(chat.prompt_text(tok, history), return_tensors="pt", add_special_tokens=False).to(device)
-        sampling = temperature > 0
+        enc = {k: t.to(device) for k, t in encode_prompts(tok, [history]).items()}
         print("assistant> ", end="", flush=True)
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sampling,
-                             temperature=temperature if sampling else None, eos_token_id=chat.stop_token_ids(tok),
-                             pad_token_id=tok.pad_token_id,
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, **kwargs,
                              streamer=TextStreamer(tok, skip_prompt=True, skip_special_tokens=True))
         answer = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
         history.append({"role": "assistant", "content": answer})

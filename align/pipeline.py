@@ -133,8 +133,8 @@ def select(steps: list, only: list[str] | None, from_stage: str | None) -> list:
     return [s for s in steps if not only or s[0] in only]
 
 
-def run(recipe_path: str, only: list[str] | None = None, from_stage: str | None = None,
-        overwrite: bool = False) -> Path:
+def run_pipeline(recipe_path: str, only: list[str] | None = None, from_stage: str | None = None,
+                 overwrite: bool = False) -> Path:
     recipe = C.read_recipe(recipe_path)
     root, steps = plan(recipe, recipe_path)
     todo = select(steps, only, from_stage)
@@ -156,6 +156,6 @@ def run(recipe_path: str, only: list[str] | None = None, from_stage: str | None 
 
         outputs = {name: str(cfg.output) for name, _, cfg in steps}
         judge = outputs.get(ev.get("judge"), ev.get("judge"))
-        evaluate.evaluate(list(outputs.values()), ev.get("prompts"), judge, ev.get("pairs"), str(root / "report"),
-                          ev.get("max_new_tokens", 64))
+        evaluate.evaluate_runs(list(outputs.values()), ev.get("prompts"), judge, ev.get("pairs"),
+                               str(root / "report"), ev.get("max_new_tokens", 64))
     return root

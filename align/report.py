@@ -27,11 +27,11 @@ def tables(out: dict[str, Any]) -> str:
         lines.append("")
     pols = [r for r in out["results"] if r["kind"] == "policy"]
     if pols:
-        lines += ["| policy | stage | mean reward | reference reward | win rate vs reference | KL to reference | "
-                  "response tokens |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['run']} | {r['stage']} | {_fmt(r.get('reward'))} | {_fmt(r.get('reference_reward'))} | "
-                  f"{_fmt(r.get('win_rate'))} | {_fmt(r['kl_to_reference'])} | {_fmt(r['response_length'])} |"
-                  for r in pols]
+        lines += ["| policy | stage | reference | mean reward | reference reward | win rate vs reference | "
+                  "KL to reference | response tokens |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['run']} | {r['stage']} | {r['reference']} | {_fmt(r.get('reward'))} | "
+                  f"{_fmt(r.get('reference_reward'))} | {_fmt(r.get('win_rate'))} | {_fmt(r['kl_to_reference'])} | "
+                  f"{_fmt(r['response_length'])} |" for r in pols]
     return "\n".join(lines)
 
 
@@ -64,28 +64,39 @@ def plot_curves(run_dir: str, stage: str, path: Path) -> bool:
     return True
 
 
-def plot_reward_vs_kl(pols: list[dict[str, Any]], path: Path) -> bool:
+def by_reference(pols: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Policies grouped by the model each is compared with (its reference: the SFT run for DPO/PPO, the base
+    model for SFT), in the order they come; only those a judge scored."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in pols:
+        if r.get("reward") is not None:
+            groups.setdefault(r["reference"], []).append(r)
+    return groups
+
+
+def plot_reward_vs_kl(reference: str, pols: list[dict[str, Any]], path: Path) -> None:
+    """Reward against KL for the policies that share one reference, with that reference at KL 0: the points of
+    one plot are comparable (the same reference's answers, the same judge, the same prompts)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [(r["kl_to_reference"], r["reward"], r["run"]) for r in pols if r.get("reward") is not None]
-    if not pts:
-        return False
+    name = Path(reference).name or reference
+    shown = reference if len(reference) <= 48 else ".../" + "/".join(Path(reference).parts[-2:])
     fig, ax = plt.subplots(figsize=(5, 4))
-    ref = [r["reference_reward"] for r in pols if r.get("reference_reward") is not None]
-    ax.scatter([0.0], [sum(ref) / len(ref)], marker="s", color="gray", label="reference (SFT)")
-    for kl, reward, name in pts:
-        ax.scatter([kl], [reward], label=Path(name).name)
-    ax.set_xlabel("KL to reference (nats, per answer)")
+    ref = [r["reference_reward"] for r in pols]  # the same greedy answers for each policy: equal up to rounding
+    ax.scatter([0.0], [sum(ref) / len(ref)], marker="s", color="gray", label=f"{name} (the reference)")
+    for r in pols:
+        ax.scatter([r["kl_to_reference"]], [r["reward"]], label=Path(r["run"]).name)
+    ax.set_title(f"vs {shown}", fontsize=10)
+    ax.set_xlabel(f"KL to {name} (nats per answer)")
     ax.set_ylabel("mean reward (judge)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return True
 
 
 def write(out: dict[str, Any], manifests: dict[str, dict[str, Any]], folder: Path) -> Path:
@@ -93,8 +104,13 @@ def write(out: dict[str, Any], manifests: dict[str, dict[str, Any]], folder: Pat
              f"Judge: `{out['judge']}`; held-out prompts: `{out['prompts']}`; held-out pairs: `{out['pairs']}`.", "",
              tables(out), ""]
     pols = [r for r in out["results"] if r["kind"] == "policy"]
-    if plot_reward_vs_kl(pols, folder / "reward_vs_kl.png"):
-        lines += ["![reward vs KL](reward_vs_kl.png)", ""]
+    for i, (reference, group) in enumerate(by_reference(pols).items(), 1):
+        name = f"reward_vs_kl_{i}.png"
+        plot_reward_vs_kl(reference, group, folder / name)
+        lines += [f"### Reward vs KL to {reference}", "",
+                  f"{', '.join(Path(r['run']).name for r in group)} against {reference}, the model "
+                  f"{'they' if len(group) > 1 else 'it'} started from (at KL 0).", "",
+                  f"![reward vs KL to {reference}]({name})", ""]
     lines += ["## Training", "", "| run | stage | status | key metrics |", "|---|---|---|---|"]
     for run_dir, m in manifests.items():
         keys = ("loss_start", "loss_end", "eval_accuracy", "eval_implicit_accuracy", "reward_start", "reward_end",

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -244,11 +245,14 @@ def fit(trainer, run: Run, resume: bool) -> dict[str, Any]:
     return dict(out.metrics)
 
 
-def save_model(model, tokenizer, run: Run, full: bool) -> None:
-    """adapter/ (LoRA, with any trained head) or model/ (full weights), and tokenizer/; safetensors only."""
+def save_model(model, tokenizer, run: Run, full: bool = False, adapters: Sequence[str] = ("default",)) -> None:
+    """adapter/ (LoRA, with any trained head) or model/ (full weights), and tokenizer/; safetensors only.
+
+    Of a peft model with several adapters only `adapters` are saved (not TRL's "ref" copy, nor PPO's value or
+    reward adapters); peft writes the one named "default" in adapter/ itself, any other in adapter/NAME/."""
     if not is_main_process():
         return
-    extra = {"selected_adapters": ["default"]} if hasattr(model, "peft_config") else {}  # not TRL's "ref" copy
+    extra = {"selected_adapters": list(adapters)} if hasattr(model, "peft_config") else {}
     model.save_pretrained(run.path / ("model" if full else "adapter"), safe_serialization=True, **extra)
     tokenizer.save_pretrained(run.path / "tokenizer")
 

@@ -104,7 +104,7 @@ def test_chat_streams_answers_and_keeps_the_conversation(tiny_model, tmp_path, j
 def test_merge_exports_a_reward_model_as_a_sequence_classifier(tmp_path, tiny_model):
     from transformers import AutoModelForSequenceClassification
 
-    from align import config, rm
+    from align import config, reward_model, rm
 
     from test_rm import preference_pairs
 
@@ -113,9 +113,34 @@ def test_merge_exports_a_reward_model_as_a_sequence_classifier(tmp_path, tiny_mo
                                                     output=str(tmp_path / "rm"), max_steps=3)))
     assert runner.invoke(app, ["merge", str(tmp_path / "rm"), "-o", str(tmp_path / "m")]).exit_code == 0
     plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "m")  # stock transformers
-    ours = rm.load_reward_model(str(tmp_path / "rm"))
-    batch = rm.encode_for_scoring(ours.tokenizer, [[{"role": "user", "content": "hi"}]], ["banana red"], ours.manifest)
+    ours = reward_model.load_reward_model(str(tmp_path / "rm"))
+    batch = reward_model.encode_for_scoring(ours.tokenizer, [[{"role": "user", "content": "hi"}]], ["banana red"], ours.manifest)
     with torch.no_grad():
         expected = ours.score([[{"role": "user", "content": "hi"}]], ["banana red"])[0]
-        got = rm.sequence_rewards(plain, batch["input_ids"], batch["attention_mask"])[0]
+        got = reward_model.sequence_rewards(plain, batch["input_ids"], batch["attention_mask"])[0]
     assert float(got) == pytest.approx(expected, abs=1e-4)
+
+
+def test_every_command_turns_an_align_error_into_one_line_and_its_exit_code():
+    """cli.exits_on_align_error: `error: ...` and exit 2 (3 for a diverged run) instead of a traceback; any other
+    exception is a bug and is not hidden."""
+    import typer
+
+    from align.cli import exits_on_align_error
+    from align.errors import TrainingDiverged
+
+    small = typer.Typer()
+
+    @small.command()
+    @exits_on_align_error
+    def go(what: str = typer.Argument(...)) -> None:
+        """A command that fails as told."""
+        raise {"config": ConfigError("bad value"), "diverged": TrainingDiverged("loss is NaN"),
+               "bug": KeyError("x")}[what]
+
+    result = runner.invoke(small, ["config"])
+    assert result.exit_code == 2 and result.output.strip() == "error: bad value"
+    assert runner.invoke(small, ["diverged"]).exit_code == 3
+    assert isinstance(runner.invoke(small, ["bug"]).exception, KeyError)
+    assert go.__doc__ == "A command that fails as told." and go.__name__ == "go"  # typer's help and name survive
+    assert runner.invoke(app, ["eval", "no-such-run"]).exit_code == 2  # the real commands carry it

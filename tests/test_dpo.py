@@ -56,19 +56,20 @@ def tmp(tiny_model, tmp_path_factory) -> Path:
 
 
 class BananaJudge:
-    """Stands in for `rm.load_reward_model(...)`: +1 per 'banana' (the judge wiring, not an RM, is tested)."""
+    """Stands in for `reward_model.load_reward_model(...)`: +1 per 'banana' (the judge wiring, not an RM, is
+    tested). `scored`: how many responses it was given."""
 
     def __init__(self, manifest: dict):
-        self.manifest, self.calls = manifest, 0
+        self.manifest, self.scored = manifest, 0
 
     def score(self, prompts, responses):
-        self.calls += 1
+        self.scored += len(responses)
         return [float(r.split().count("banana")) for r in responses]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp):
-    from align import rm
+    from align import reward_model
 
     # a judge run directory as `align rm` leaves it (a complete rm manifest with the policy's tokenizer)
     sft_manifest = json.loads((tmp / "sft" / "align.json").read_text())
@@ -76,7 +77,7 @@ def trained(tmp):
     judge = BananaJudge({**sft_manifest, "stage": "rm"})
     (tmp / "rm" / "align.json").write_text(json.dumps(judge.manifest))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(rm, "load_reward_model", lambda run_dir: judge)
+        mp.setattr(reward_model, "load_reward_model", lambda run_dir: judge)
         manifest = dpo.run(dpo_cfg(tmp, "dpo", judge=str(tmp / "rm"), judge_max_new_tokens=6))
     return manifest, judge
 
@@ -95,10 +96,33 @@ def test_a_bare_base_reference_would_fail_that_check(tmp, tiny_model):
     base = models.load_base(tiny_model)
     sft_model, tok, _ = models.load_run(str(tmp / "sft"))
     pairs = data.load_pairs(str(tmp / "eval.jsonl")).values()[:8]
-    rewards = [BETA * (evaluate.sequence_logprob(sft_model, tok, p["prompt"], p["chosen"][0]["content"])
-                       - evaluate.sequence_logprob(base, tok, p["prompt"], p["chosen"][0]["content"]))
-               for p in pairs]
+    prompts, answers = [p["prompt"] for p in pairs], [p["chosen"][0]["content"] for p in pairs]
+    rewards = [BETA * (a - b) for a, b in zip(evaluate.sequence_logprobs(sft_model, tok, prompts, answers),
+                                               evaluate.sequence_logprobs(base, tok, prompts, answers))]
     assert sum(abs(r) for r in rewards) / len(rewards) > 0.1, rewards
+
+
+def test_answer_log_probs_in_batches_equal_one_answer_at_a_time(tmp):
+    """evaluate.sequence_logprobs (the KL of `align eval` and the judge): left-padded batches of similar length,
+    logits for answer positions only; each equals log p(answer + end-of-turn | prompt) of its pair alone, from
+    the full logits. fp32: the property is the batching, not precision."""
+    import torch
+
+    from align import ppo_math
+
+    model, tok, _ = models.load_run(str(tmp / "sft"), dtype="fp32")
+    prompts = [[{"role": "user", "content": "tell me about " + "the cat " * n}] for n in (1, 6, 2, 12, 1)]
+    answers = ["red", "blue sky and the green sea " * 3, "banana", "", "red"]
+    alone = []
+    for p, a in zip(prompts, answers):
+        n = len(chat.prompt_ids(tok, p))
+        ids = torch.tensor([chat.conversation_ids(tok, p, [{"role": "assistant", "content": a or " "}])])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[:, n - 1: -1]
+        alone.append(float(ppo_math.logprobs_from_logits(logits, ids[:, n:]).sum()))
+    batched = evaluate.sequence_logprobs(model, tok, prompts, answers, max_tokens=160)  # several batches, padded
+    assert batched == pytest.approx(alone, abs=1e-4)
+    assert batched[0] == batched[4] and all(lp < 0 for lp in batched)
 
 
 def test_learns_the_preference_and_logs_it(trained, tmp):
@@ -117,7 +141,9 @@ def test_learns_the_preference_and_logs_it(trained, tmp):
 def test_judge_scores_the_saved_policy_against_the_sft_model(trained, tmp):
     manifest, judge = trained
     m = manifest["metrics"]
-    assert judge.calls == 2 and m["judge_prompts"] == len({r["prompt"] for r in preference_pairs(48, 1)})
+    # the policy's and the SFT model's answer to each distinct prompt
+    assert m["judge_prompts"] == len({r["prompt"] for r in preference_pairs(48, 1)})
+    assert judge.scored == 2 * m["judge_prompts"]
     # the policy learned to say 'banana', the SFT model never does
     assert m["judge_reward"] > m["judge_reference_reward"] and m["judge_win_rate"] > 0.5
 
@@ -143,7 +169,10 @@ def test_full_fine_tuning_keeps_the_sft_model_as_reference(tmp):
 
 
 def test_precomputed_reference_log_probs(tmp):
-    m = dpo.run(dpo_cfg(tmp, "dpo-pre", precompute_ref_log_probs=True, max_steps=1))["metrics"]
+    # fp32: the property is that the precomputed log-probs are the SFT model's. In bf16 they come from another
+    # pass (before training, other batches and padding) than the policy's first step, and the two round apart:
+    # loss_start ln 2 + 4e-5 (already so at 64f207b).
+    m = dpo.run(dpo_cfg(tmp, "dpo-pre", precompute_ref_log_probs=True, max_steps=1, dtype="fp32"))["metrics"]
     assert m["before_eval_loss"] == pytest.approx(math.log(2), abs=1e-6)
     assert m["loss_start"] == pytest.approx(math.log(2), abs=1e-6)
 
@@ -197,8 +226,10 @@ def test_bad_input_exits_2_before_a_run_directory_exists(tmp, jsonl, tmp_path, r
 
 def test_micro_batches_give_the_same_steps_as_whole_batches(tmp):
     """16 pairs per step as 4 micro-batches of 4 (gradients accumulated) train the same policy as one pass."""
-    whole = dpo.run(dpo_cfg(tmp, "dpo-whole", max_steps=3, lora_dropout=0.0, micro_batch_tokens=0))
-    micro = dpo.run(dpo_cfg(tmp, "dpo-micro", max_steps=3, lora_dropout=0.0, micro_batch_tokens=4 * 2 * 1024))
+    # fp32: the property is equal gradients; in bf16 the two batchings round apart (margin off by ~1% relative)
+    whole = dpo.run(dpo_cfg(tmp, "dpo-whole", max_steps=3, lora_dropout=0.0, micro_batch_tokens=0, dtype="fp32"))
+    micro = dpo.run(dpo_cfg(tmp, "dpo-micro", max_steps=3, lora_dropout=0.0, micro_batch_tokens=4 * 2 * 1024,
+                            dtype="fp32"))
     assert whole["config"]["batch_size"] == 16 and micro["metrics"]["steps"] == whole["metrics"]["steps"] == 3
     for key in ("loss_end", "eval_implicit_accuracy", "eval_implicit_margin"):
         assert micro["metrics"][key] == pytest.approx(whole["metrics"][key], rel=1e-3, abs=1e-5), key

@@ -87,8 +87,10 @@ def test_full_pipeline_with_evaluation_report(tiny_model, tmp_path):
         assert 0.0 <= r["win_rate"] <= 1.0 and r["reference"].endswith("sft")
         assert abs(r["kl_to_reference"]) < 100 and len(r["samples"]) == 5
     text = (report / "report.md").read_text()
-    assert "| policy | stage | mean reward |" in text and "| reward model | pairs | accuracy |" in text
-    for png in ("reward_vs_kl.png", "curves_sft.png", "curves_rm.png", "curves_ppo.png", "curves_dpo.png"):
+    assert "| policy | stage | reference | mean reward |" in text and "| reward model | pairs | accuracy |" in text
+    assert "### Reward vs KL to" in text and "ppo, dpo against" in text  # SFT vs its base apart from PPO/DPO vs SFT
+    for png in ("reward_vs_kl_1.png", "reward_vs_kl_2.png", "curves_sft.png", "curves_rm.png", "curves_ppo.png",
+                "curves_dpo.png"):
         assert (report / png).stat().st_size > 1000, png
 
 
@@ -119,3 +121,28 @@ def test_an_interrupted_stage_resumes_on_rerun(tiny_model, tmp_path, monkeypatch
     sft = json.loads((tmp_path / "runs" / "sft" / "align.json").read_text())
     assert sft["status"] == "complete" and sft["metrics"]["steps"] == 10
     assert json.loads((tmp_path / "runs" / "rl" / "align.json").read_text())["status"] == "complete"
+
+
+def test_reward_vs_kl_is_one_plot_per_reference(tmp_path):
+    """Points compared with different models never share an axis: SFT is measured against the base, DPO and PPO
+    against the SFT run; each plot is titled and captioned with its reference."""
+    from align import report
+
+    def policy(run, stage, reference, reward, kl):
+        return {"run": run, "stage": stage, "kind": "policy", "reference": reference, "reward": reward,
+                "reference_reward": 0.1, "win_rate": 0.5, "kl_to_reference": kl, "response_length": 5.0,
+                "samples": []}
+
+    results = [policy("runs/sft", "sft", "smollm2-135m", 0.4, 2.0), policy("runs/ppo", "ppo", "runs/sft", 0.9, 1.5),
+               policy("runs/dpo", "dpo", "runs/sft", 0.7, 0.5), {**policy("runs/x", "dpo", "runs/sft", None, 0.1)}]
+    assert {k: [r["run"] for r in v] for k, v in report.by_reference(results).items()} == {
+        "smollm2-135m": ["runs/sft"], "runs/sft": ["runs/ppo", "runs/dpo"]}  # unjudged runs/x: no point
+    out = {"judge": "runs/rm", "prompts": "p.jsonl", "pairs": None, "results": results}
+    text = report.write(out, {}, tmp_path).read_text()
+    assert "### Reward vs KL to smollm2-135m\n\nsft against smollm2-135m, the model it started from" in text
+    assert "### Reward vs KL to runs/sft\n\nppo, dpo against runs/sft, the model they started from" in text
+    assert "![reward vs KL to runs/sft](reward_vs_kl_2.png)" in text
+    assert "| runs/ppo | ppo | runs/sft | 0.900 |" in report.tables(out)  # the table names each one's reference
+    for png in ("reward_vs_kl_1.png", "reward_vs_kl_2.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+    assert not (tmp_path / "reward_vs_kl_3.png").exists()

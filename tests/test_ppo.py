@@ -118,7 +118,7 @@ def test_resume_reproduces_the_next_steps(tiny_model, prompts_file, tmp_path, mo
 
 
 def test_reward_model_run_shares_the_base_and_scores_like_align_score(sft_run, prompts_file, tmp_path):
-    from align import rm
+    from align import reward_model, rm
 
     from test_rm import preference_pairs
 
@@ -134,7 +134,7 @@ def test_reward_model_run_shares_the_base_and_scores_like_align_score(sft_run, p
     prompts = [[{"role": "user", "content": p["prompt"]}] for p in PROMPTS[:5]]
     responses = ["banana red", "the cat", "blue sky and sea", "one two three", "hello"]
     shared = scorer(prompts, responses)
-    standalone = rm.load_reward_model(str(tmp_path / "rm"), dtype="fp32").score(prompts, responses)
+    standalone = reward_model.load_reward_model(str(tmp_path / "rm"), dtype="fp32").score(prompts, responses)
     torch.testing.assert_close(shared, torch.tensor(standalone), rtol=1e-4, atol=1e-4)
     # the value model starts as the reward model: same adapter weights, same head
     assert torch.equal(ac.value_head.weight.detach(), ac.reward_head.weight.detach())

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from align import config, data, models, rm, train
+from align import chat, config, data, infer, models, reward_model, rm, train
 from align.cli import app
-from align.errors import ConfigError, DataError
+from align.errors import ConfigError, DataError, RunError
 
 from conftest import WORDS, write_jsonl
 
@@ -57,6 +57,12 @@ def ranked_rows(n: int, seed: int) -> list[dict]:
     return out
 
 
+# `align score` / `align eval` load the RM merged (reward_model.load_reward_model): in bf16 each weight W + BA is
+# rounded once, so its scores (bf16 values) move a few bf16 steps from the live LoRA model's: measured at most 6
+# steps (3%, 0.0625 on scores of -3.3..4). In fp32 they agree to float rounding.
+MERGED = {"abs": 1e-5} if models.dtype_name() == "fp32" else {"rel": 0.05, "abs": 0.05}
+
+
 def rm_cfg(model, data_files, out, **kw) -> config.RMConfig:
     # lr 1e-2: a 100k-parameter model with LoRA needs far more than a real one (see RMConfig)
     base = dict(model=model, data=data_files, output=str(out), epochs=6, batch_size=32, learning_rate=1e-2,
@@ -75,7 +81,7 @@ def trained_rm(tiny_model, tmp_path_factory):
         save = train.save_model
         mp.setattr(train, "save_model", lambda model, *a: (kept.append(model), save(model, *a))[1])
         manifest = rm.run(rm_cfg(tiny_model, files, tmp / "run", eval_data=[str(tmp / "eval.jsonl")], eval_steps=10))
-    return tmp, manifest, rm.RewardModel(kept[0], models.load_tokenizer(tiny_model), manifest)
+    return tmp, manifest, reward_model.RewardModel(kept[0], models.load_tokenizer(tiny_model), manifest)
 
 
 def eval_set(tmp) -> tuple[list[list[dict]], list[str], list[str]]:
@@ -103,14 +109,17 @@ def test_learns_the_preference_on_held_out_pairs(trained_rm, tiny_model):
 def test_the_saved_rm_scores_exactly_as_the_trained_one(trained_rm, tiny_model):
     tmp, manifest, in_process = trained_rm
     prompts, chosen, _ = eval_set(tmp)
-    reloaded = rm.load_reward_model(str(tmp / "run"))
+    reloaded = reward_model.load_reward_model(str(tmp / "run"), merge=False)  # the adapter as it was trained
     expected = in_process.score(prompts, chosen)
     assert reloaded.score(prompts, chosen) == pytest.approx(expected, abs=1e-5)
+    merged = reward_model.load_reward_model(str(tmp / "run"))  # what align score uses: no LoRA left to run
+    assert not hasattr(merged.model, "peft_config")
+    assert merged.score(prompts, chosen) == pytest.approx(expected, **MERGED)
     with safe_open(tmp / "run" / "adapter" / "adapter_model.safetensors", "pt") as f:
         assert "base_model.model.score.weight" in f.keys()  # the trained head is in the adapter
     base = models.load_base(tiny_model, "seq_cls")
     base.config.pad_token_id = reloaded.tokenizer.pad_token_id
-    random_head = rm.RewardModel(base, reloaded.tokenizer, manifest)
+    random_head = reward_model.RewardModel(base, reloaded.tokenizer, manifest)
     assert random_head.score(prompts[:4], chosen[:4]) != pytest.approx(expected[:4], abs=1e-3)
 
 
@@ -122,12 +131,13 @@ def test_align_score_on_pairs_reproduces_the_eval_accuracy(trained_rm):
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["row"] for x in lines] == list(range(1, 61))
     prompts, chosen, rejected = eval_set(tmp)
-    assert [x["chosen_reward"] for x in lines] == pytest.approx(in_process.score(prompts, chosen), abs=1e-5)
-    assert [x["rejected_reward"] for x in lines] == pytest.approx(in_process.score(prompts, rejected), abs=1e-5)
+    assert [x["chosen_reward"] for x in lines] == pytest.approx(in_process.score(prompts, chosen), **MERGED)
+    assert [x["rejected_reward"] for x in lines] == pytest.approx(in_process.score(prompts, rejected), **MERGED)
     acc = sum(x["chosen_reward"] > x["rejected_reward"] for x in lines) / len(lines)
     assert acc == pytest.approx(manifest["metrics"]["eval_accuracy"])
     margin = sum(x["chosen_reward"] - x["rejected_reward"] for x in lines) / len(lines)
-    assert margin == pytest.approx(manifest["metrics"]["eval_mean_margin"], abs=1e-4)
+    assert margin == pytest.approx(manifest["metrics"]["eval_mean_margin"],
+                                   **({"abs": 1e-4} if models.dtype_name() == "fp32" else MERGED))
     assert f"accuracy {acc:.4g}" in result.output
 
 
@@ -141,10 +151,10 @@ def test_align_score_on_answers_and_conversations(trained_rm, jsonl):
     result = runner.invoke(app, ["score", str(tmp / "run"), "--data", answers])
     assert result.exit_code == 0, result.output
     lines = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
-    assert [x["reward"] for x in lines] == pytest.approx(expected, abs=1e-5)
+    assert [x["reward"] for x in lines] == pytest.approx(expected, **MERGED)
     assert lines[0]["reward"] > lines[1]["reward"]  # the learned preference shows
     result = runner.invoke(app, ["score", str(tmp / "run"), "--data", chats])
-    assert json.loads(result.stdout.splitlines()[0])["reward"] == pytest.approx(expected[0], abs=1e-5)
+    assert json.loads(result.stdout.splitlines()[0])["reward"] == pytest.approx(expected[0], **MERGED)
     assert in_process.score_conversations([q + [{"role": "assistant", "content": "banana red sky"}]]) == \
         pytest.approx(expected[:1], abs=1e-6)
     text = jsonl("text.jsonl", [{"text": "banana"}])
@@ -155,13 +165,66 @@ def test_align_score_on_answers_and_conversations(trained_rm, jsonl):
     assert result.exit_code == 2 and "row 1, field 'messages': the conversation must end with an assistant" in result.output
 
 
+def test_scoring_encodes_each_distinct_response_once_in_batches_of_similar_length(trained_rm, monkeypatch):
+    """RewardModel.score dedupes, sorts by length and batches by a token budget, and gives each row the score
+    it has when scored alone, in the rows' order."""
+    _, _, live = trained_rm
+    q = [[{"role": "user", "content": "tell me about " + w}] for w in ("the cat", "a big red sky and the green sea")]
+    answers = ["banana", "red " * 12, "the cat sat on the mat " * 3, "banana", "blue sky", "red " * 12, "yes"]
+    prompts = [q[i % 2] for i in range(len(answers))] + [q[0]] * 3
+    answers = answers + ["banana", "the cat sat on the mat " * 3, "banana"]  # rows 5, 7, 8, 9 repeat 1, 0, 2, 0
+    alone = [live.score([p], [a])[0] for p, a in zip(prompts, answers)]
+    seen = []
+    real = reward_model.sequence_rewards
+
+    def counted(model, input_ids, attention_mask):
+        seen.append(attention_mask)
+        return real(model, input_ids, attention_mask)
+
+    monkeypatch.setattr(reward_model, "sequence_rewards", counted)
+    budget = 96
+    batched = reward_model.RewardModel(live.model, live.tokenizer, live.manifest, max_tokens=budget)
+    scores = batched.score(prompts, answers)
+    assert scores == pytest.approx(alone, abs=1e-5)
+    distinct = {repr((p, a)) for p, a in zip(prompts, answers)}
+    assert sum(len(m) for m in seen) == len(distinct) == 6  # each distinct pair scored once
+    assert len(seen) > 2 and all(m.numel() <= budget or len(m) == 1 for m in seen)  # within the token budget
+    assert any(len(m) > 1 and not m.all() for m in seen)  # a batch with padding: scores as alone all the same
+    lengths = [n for m in seen for n in m.sum(-1).tolist()]
+    assert lengths == sorted(lengths)  # shortest first: rows of a batch have similar lengths
+    assert infer.length_batches([5, 1, 4, 9, 2], max_tokens=8) == [[1, 4], [2], [0], [3]]
+    assert infer.length_batches([5, 1, 4, 9, 2], max_rows=2) == [[1, 4], [2, 0], [3]]
+
+
+def test_a_reward_model_run_is_checked_once_for_every_use(trained_rm, tiny_model, tiny_base_model, tmp_path):
+    """reward_model.require_rm_run: what `align score`, `align eval`, DPO's --judge and PPO's --reward accept."""
+    tmp, manifest, _ = trained_rm
+    tok = models.load_tokenizer(tiny_model)
+    assert reward_model.require_rm_run(str(tmp / "run"), tok, "--judge x")["stage"] == "rm"
+    for name, change in (("sft", {"stage": "sft"}), ("interrupted", {"status": "interrupted"})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "align.json").write_text(json.dumps({**manifest, **change}))
+    with pytest.raises(RunError, match=r"^--judge J: a sft run, not a reward model \(train one with `align rm`\)$"):
+        reward_model.require_rm_run(str(tmp_path / "sft"), tok, "--judge J")
+    with pytest.raises(RunError, match="the rm run is interrupted, not complete"):
+        reward_model.require_rm_run(str(tmp_path / "interrupted"), tok, "--judge J")
+    with pytest.raises(RunError, match="not an align run directory"):
+        reward_model.require_rm_run(str(tmp_path), tok)
+    other = models.load_tokenizer(tiny_base_model)  # no chat template of its own: align's default one
+    with pytest.raises(RunError, match="^--reward R: template hash differs"):
+        reward_model.require_rm_run(str(tmp / "run"), other, "--reward R")
+    assert reward_model.require_rm_run(str(tmp / "run"))["stage"] == "rm"  # no tokenizer: not compared
+    result = runner.invoke(app, ["score", str(tmp_path / "sft"), "--data", str(tmp / "eval.jsonl")])
+    assert result.exit_code == 2 and "a sft run, not a reward model" in result.output
+
+
 def test_the_reward_is_read_at_the_end_of_turn_token_never_at_padding(trained_rm):
     _, _, model = trained_rm
     prompt = [{"role": "user", "content": "tell me about the cat"}]
     alone = model.score([prompt], ["banana red"])
     batched = model.score([prompt, prompt], ["banana red", " ".join(["the cat sat on the mat"] * 8)])
     assert batched[0] == pytest.approx(alone[0], abs=1e-5)
-    batch = rm.encode_for_scoring(model.tokenizer, [prompt, prompt], ["banana red", "the cat sat on the mat " * 8],
+    batch = reward_model.encode_for_scoring(model.tokenizer, [prompt, prompt], ["banana red", "the cat sat on the mat " * 8],
                                   model.manifest)
     assert batch["attention_mask"][0].sum() < batch["attention_mask"].shape[1]  # the short one is padded
     eot = model.tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -240,8 +303,9 @@ def test_micro_batched_training_equals_the_whole_batch(tiny_model, tmp_path):
              write_jsonl(tmp_path / "ranked.jsonl", ranked_rows(8, 6))]
     outs = {}
     for tokens in (0, 96):
+        # fp32: the property is equal gradients; in bf16 the two batchings round differently (loss off by ~1e-3)
         manifest = rm.run(rm_cfg(tiny_model, files, tmp_path / f"run{tokens}", epochs=1, batch_size=16,
-                                 micro_batch_tokens=tokens, lora_dropout=0.0))
+                                 micro_batch_tokens=tokens, lora_dropout=0.0, dtype="fp32"))
         outs[tokens] = manifest["metrics"]
         with safe_open(str(tmp_path / f"run{tokens}" / "adapter" / "adapter_model.safetensors"), "pt") as f:
             outs[tokens]["weights"] = {k: f.get_tensor(k) for k in f.keys()}
@@ -309,11 +373,11 @@ def test_over_long_pairs_keep_their_end_or_are_dropped_and_counted(tiny_model, j
     groups, counts = rm.encode_groups(loaded, tok, 48, "left")
     assert counts == {"pairs": 2, "truncated_pairs": 1, "dropped_pairs": 1}  # an answer over 48 cannot be kept
     cut = groups[0].sequences[0]
-    full = rm.chat.conversation_ids(tok, [{"role": "user", "content": long_prompt}], [{"role": "assistant", "content": "banana"}])
+    full = chat.conversation_ids(tok, [{"role": "user", "content": long_prompt}], [{"role": "assistant", "content": "banana"}])
     assert len(cut) == 48 and cut[0] == tok.bos_token_id and cut[1:] == full[-47:]  # the end, a BOS kept
     prompt = [{"role": "user", "content": long_prompt}]
     manifest = {"config": {"max_length": 48}}  # scoring cuts exactly as training did
-    assert rm.encode_for_scoring(tok, [prompt], ["banana"], manifest)["input_ids"][0].tolist() == cut
+    assert reward_model.encode_for_scoring(tok, [prompt], ["banana"], manifest)["input_ids"][0].tolist() == cut
     groups, counts = rm.encode_groups(loaded, tok, 48, "drop")
     assert counts == {"pairs": 1, "truncated_pairs": 0, "dropped_pairs": 2} and len(groups) == 1
 
