@@ -120,6 +120,35 @@ def upcast_trainable(model) -> None:
             p.data = p.data.float()
 
 
+def physical_cores() -> int:
+    """Physical cores this process may run on: hyperthreads share a core's matrix units, so a second thread
+    per core only adds OpenMP synchronisation."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores, cpu, package = set(), None, "0"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if key == "processor":
+                    cpu = int(value)
+                elif key == "physical id":
+                    package = value
+                elif key == "core id" and cpu in allowed:
+                    cores.add((package, value))
+    except (OSError, ValueError):
+        pass
+    return len(cores) or len(allowed)
+
+
+def set_threads() -> None:
+    """On a CPU, one compute thread per physical core, shared out among the processes of a torchrun/accelerate
+    launch on this machine (two 2-thread processes on 2 cores run several times slower each). OMP_NUM_THREADS,
+    when set, is the user's choice and is kept."""
+    if torch.cuda.is_available() or os.environ.get("OMP_NUM_THREADS"):
+        return
+    torch.set_num_threads(max(1, physical_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -138,6 +167,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 def load_base(path: str, kind: str = "causal", *, dtype: str = "auto", load_in_4bit: bool = False,
               trust_remote_code: bool = False, num_labels: int = 1):
     """Load a base checkpoint as a causal LM or a 1-output sequence classifier (reward/value models)."""
+    set_threads()
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     kwargs: dict[str, Any] = {"dtype": compute_dtype(dtype), "trust_remote_code": trust_remote_code}

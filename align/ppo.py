@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
-from align import chat, data, guard, models, ppo_math, runs, train
+from align import chat, data, guard, models, ppo_math, reward_model, runs, train
 from align.actor_critic import POLICY, ActorCritic
 from align.config import PPOConfig, to_dict
 from align.errors import ConfigError, RunError
@@ -58,15 +58,9 @@ def function_reward(spec: str) -> Scorer:
 
 def reward_run(cfg: PPOConfig, tokenizer) -> tuple[Path | None, dict[str, Any] | None]:
     """The --reward run directory and manifest (None for a function), checked before anything is written."""
-    reward_dir = Path(cfg.reward) if cfg.reward and (Path(cfg.reward) / runs.MANIFEST).exists() else None
-    if reward_dir is None:
+    if not (cfg.reward and (Path(cfg.reward) / runs.MANIFEST).exists()):
         return None, None
-    rm_manifest = runs.read_manifest(reward_dir, require_complete=True)
-    if rm_manifest.get("stage") != "rm":
-        raise RunError(f"--reward {cfg.reward}: a {rm_manifest.get('stage')} run, not a reward model")
-    runs.check_same_template(rm_manifest, {"tokenizer_hash": chat.tokenizer_hash(tokenizer),
-                                           "template_hash": chat.template_hash(tokenizer)}, "--reward")
-    return reward_dir, rm_manifest
+    return Path(cfg.reward), reward_model.require_rm_run(cfg.reward, tokenizer, f"--reward {cfg.reward}")
 
 
 def build(cfg: PPOConfig, lineage: dict[str, Any], tokenizer) -> tuple[ActorCritic, Scorer, dict | None, dict]:
@@ -82,16 +76,12 @@ def build(cfg: PPOConfig, lineage: dict[str, Any], tokenizer) -> tuple[ActorCrit
     ac = ActorCritic.build(cfg, lineage, tokenizer, reward_dir / "adapter" if shares_base else None)
     info = {"reward_shares_base": shares_base, "reward": cfg.reward}
     if shares_base:
-        from align import rm
-
         def shared(prompts: list[list[dict]], responses: list[str]) -> torch.Tensor:  # tokenised as in RM training
-            return ac.rewards(rm.encode_for_scoring(tokenizer, prompts, responses, rm_manifest))
+            return ac.rewards(reward_model.encode_for_scoring(tokenizer, prompts, responses, rm_manifest))
 
         return ac, shared, rm_manifest.get("reward_norm"), info
     if rm_manifest:
-        from align import rm
-
-        separate = rm.load_reward_model(str(reward_dir), dtype=cfg.dtype)
+        separate = reward_model.load_reward_model(str(reward_dir), dtype=cfg.dtype)
         return ac, lambda p, r: torch.tensor(separate.score(p, r)), rm_manifest.get("reward_norm"), info
     return ac, function_reward(cfg.reward), None, info
 
