@@ -125,10 +125,12 @@ class ActorCritic:
 
     # --- saving ---------------------------------------------------------------------------------------------
 
-    def save(self, run_dir: Path, tokenizer) -> None:
+    def save(self, run, tokenizer) -> None:
         """The policy as a normal adapter (adapter/), the value adapter and head beside it (value/)."""
-        self.model.save_pretrained(run_dir / "adapter", selected_adapters=[POLICY], safe_serialization=True)
-        tokenizer.save_pretrained(run_dir / "tokenizer")
+        from align import train
+
+        train.save_model(self.model, tokenizer, run, adapters=[POLICY])
+        run_dir = run.path
         value = {n: p.detach().cpu().contiguous() for n, p in self.model.named_parameters() if f".{VALUE}." in n}
         value["value_head.weight"] = self.value_head.weight.detach().cpu().contiguous()
         (run_dir / "value").mkdir(exist_ok=True)

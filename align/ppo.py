@@ -395,7 +395,7 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
         trainer = PPOTrainer(cfg, lineage, tokenizer, prompts, eval_prompts, out)
         metrics = trainer.fit()
         if rank == 0:
-            trainer.ac.save(out.path, tokenizer)
+            trainer.ac.save(out, tokenizer)
         out.write(**train.model_fields(cfg, tokenizer, lineage, "causal"))
         out.finish(metrics)
     if rank == 0:
