@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
-from align import chat, data, guard, models, ppo_math, reward_model, runs, train
+from align import chat, data, guard, infer, models, ppo_math, reward_model, runs, train
 from align.actor_critic import POLICY, ActorCritic
 from align.config import PPOConfig, to_dict
 from align.errors import ConfigError, RunError
@@ -97,25 +97,13 @@ class Rollout:
     stopped: torch.Tensor  # (B,) bool: emitted end-of-turn
 
 
-def encode_prompts(tokenizer, prompts: list[list[dict]], max_len: int, device) -> dict[str, torch.Tensor]:
-    """Left-padded prompt ids (left-truncated to max_len, keeping the generation prompt)."""
-    rows = [chat.encode_text(tokenizer, chat.prompt_text(tokenizer, p), None, None, False).input_ids[-max_len:]
-            for p in prompts]
-    width = max(map(len, rows))
-    pad = tokenizer.pad_token_id
-    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
-    return {"input_ids": ids, "attention_mask": mask}
-
-
 def rollout(ac: ActorCritic, tokenizer, prompts: list[list[dict]], cfg: PPOConfig, adapter: str | None = POLICY,
             greedy: bool = False) -> Rollout:
-    enc = encode_prompts(tokenizer, prompts, cfg.max_prompt_length, ac.device)
+    enc = {k: t.to(ac.device) for k, t in infer.encode_prompts(tokenizer, prompts, cfg.max_prompt_length).items()}
     stop = chat.stop_token_ids(tokenizer)
-    sample = not greedy
-    out = ac.generate(enc, adapter, max_new_tokens=cfg.max_new_tokens, do_sample=sample, eos_token_id=stop,
-                      pad_token_id=tokenizer.pad_token_id, temperature=cfg.temperature if sample else None,
-                      top_p=cfg.top_p if sample else None, top_k=cfg.top_k if sample else None)
+    out = ac.generate(enc, adapter, max_new_tokens=cfg.max_new_tokens,
+                      **infer.sampling_kwargs(0.0 if greedy else cfg.temperature, cfg.top_p, cfg.top_k, stop=stop,
+                                              pad_id=tokenizer.pad_token_id))
     start = enc["input_ids"].shape[1]
     response = out[:, start:]
     is_stop = torch.isin(response, torch.tensor(stop, device=response.device))
