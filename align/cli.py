@@ -100,6 +100,7 @@ for _name, _help in STAGE_HELP.items():
     stage_command(_name, C.STAGES[_name], partial(run_stage, _name), _help)
 
 
+SET_HELP = "Override a recipe value: KEY=VALUE with a dotted key, e.g. stages.sft.data=my.jsonl (repeatable)."
 recipe_app = typer.Typer(no_args_is_help=True, help="Check recipes before anything runs.")
 app.add_typer(recipe_app, name="recipe")
 
@@ -109,22 +110,24 @@ app.add_typer(recipe_app, name="recipe")
 def pipeline_command(recipe: Path = typer.Argument(..., help="A pipeline recipe (output + stages)."),
                      only: Optional[list[str]] = typer.Option(None, "--only", help="Run only this stage (repeatable)."),
                      from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Start at this stage."),
-                     overwrite: bool = typer.Option(False, help="Re-run stages that are already complete.")) -> None:
+                     overwrite: bool = typer.Option(False, help="Re-run stages that are already complete."),
+                     assignments: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP)) -> None:
     """Run a pipeline recipe's stages in order; complete stages are skipped, interrupted ones resume."""
     from align import pipeline
 
-    pipeline.run_pipeline(str(recipe), only, from_stage, overwrite)
+    pipeline.run_pipeline(str(recipe), only, from_stage, overwrite, assignments)
 
 
 @recipe_app.command("validate")
 @exits_on_align_error
 def recipe_validate(file: Path = typer.Argument(..., help="A pipeline recipe, or a stage recipe with --stage."),
-                    stage: Optional[str] = typer.Option(None, help="The stage a single-stage recipe is for.")) -> None:
+                    stage: Optional[str] = typer.Option(None, help="The stage a single-stage recipe is for."),
+                    assignments: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP)) -> None:
     """Check keys, types, value ranges, stage references and paths of a recipe; a typo is an error, never
     silently ignored."""
     from align import pipeline
 
-    recipe = C.read_recipe(file)
+    recipe = C.override(C.read_recipe(file), assignments)
     if "stages" in recipe:
         _, steps = pipeline.plan(recipe, str(file))
         for name, method, cfg in steps:
@@ -157,11 +160,13 @@ def eval_runs(run_dirs: list[str] = typer.Argument(..., help="Finished runs: pol
               judge: Optional[str] = typer.Option(None, help="The reward model that scores answers (default: the "
                                                              "first RM among RUN_DIRS)."),
               output: Optional[str] = typer.Option(None, help="Folder for eval.json, report.md and plots."),
-              max_new_tokens: int = typer.Option(64)) -> None:
+              max_new_tokens: int = typer.Option(64),
+              comparison_prompts: bool = typer.Option(False, help="--prompts is a comparison file (pairs, HH-RLHF "
+                                                                   "dialogues): take its prompts.")) -> None:
     """Policies: reward, win rate and KL vs their SFT reference, samples side by side; RMs: accuracy."""
     from align import evaluate
 
-    evaluate.evaluate_runs(run_dirs, prompts, judge, pairs, output, max_new_tokens)
+    evaluate.evaluate_runs(run_dirs, prompts, judge, pairs, output, max_new_tokens, comparison_prompts)
 
 
 @app.command()

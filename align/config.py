@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import types
 import typing
@@ -270,6 +271,8 @@ class PPOConfig(ModelConfig):
 
     prompts: list[str] = opt([], "Prompt file(s) for rollouts: {prompt} (text or messages), {messages} or {text}.")
     eval_prompts: list[str] = opt([], "Held-out prompts: reward before vs after training is measured on them.")
+    comparison_prompts: bool = opt(False, "Take the prompts of comparison files (pairs, HH-RLHF dialogues) given as "
+                                          "prompts; their answers are ignored.")
     reward: str | None = opt(None, "Reward: an `align rm` run directory, or a Python function 'module:function' "
                                    "(prompts, responses -> floats), imported only because you named it.")
     steps: int = opt(100, "PPO iterations (each: one batch of rollouts, then ppo_epochs of updates).", ge=1)
@@ -312,6 +315,8 @@ class PPOConfig(ModelConfig):
     logging_steps: int = opt(1, "Log every N iterations.", ge=1)
     sample_steps: int = opt(10, "Print and save a few sample completions every N iterations (0: never).", ge=0)
     save_steps: int = opt(20, "Checkpoint every N iterations (for --resume; 0: none).", ge=0)
+    snapshot_steps: int = opt(0, "Keep the policy adapter every N iterations in snapshots/ (align eval then draws "
+                                 "judge reward against KL over training; 0: none).", ge=0)
 
     def cross_checks(self) -> None:
         super().cross_checks()
@@ -385,6 +390,27 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of keys to values")
     return loaded
+
+
+def override(recipe: dict[str, Any], assignments: list[str] | None) -> dict[str, Any]:
+    """`--set stages.rm.data=FILE` (repeatable): dotted keys into the recipe, each value read as YAML (a number,
+    a list `[a, b]`, a string). A new copy; the recipe file is untouched."""
+    out = json.loads(json.dumps(recipe))
+    for item in assignments or []:
+        key, eq, text = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. stages.sft.data=my.jsonl")
+        *parents, last = key.split(".")
+        node = out
+        for part in parents:
+            if not isinstance(node.setdefault(part, {}), dict):
+                raise ConfigError(f"--set {item!r}: '{part}' is not a mapping in this recipe")
+            node = node[part]
+        try:
+            node[last] = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({e})") from None
+    return out
 
 
 def check_keys(cls: type, values: dict[str, Any], source: str) -> None:

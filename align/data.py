@@ -6,11 +6,14 @@ Canonical shapes (messages are `{"role", "content"}` dicts):
     prompts: {"prompt": [...]}
 Ranked comparisons become pairs; the pairs of one prompt share a `group` so they can be batched together.
 Row numbers are 1-based: the line of a JSONL file, the record of a JSON/CSV/Parquet/`datasets` table.
+A path may end in a slice of its records, `file.jsonl[:90%]`, `file.jsonl[90%:]`, `file.jsonl[-100:]` (counts
+or percentages, Python's slice rules): one file gives a training split and a held-out split that never overlap.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import hashlib
 import itertools
@@ -51,6 +54,33 @@ class Loaded:
 
 # --- reading tables ----------------------------------------------------------------------------------
 
+SLICE = re.compile(r"^(?P<path>.+)\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\]$")
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """'file[a:b]' -> ('file', '[a:b]'); a path without a slice (or an existing file whose name ends so) -> (path, None)."""
+    m = SLICE.match(str(spec))
+    if not m or Path(spec).exists():
+        return str(spec), None
+    return m["path"], f"[{m['start'] or ''}:{m['stop'] or ''}]"
+
+
+def exists(spec: str) -> bool:
+    return Path(split_spec(spec)[0]).exists()
+
+
+def select(records: list, selection: str | None) -> list:
+    """The records a slice '[a:b]' names; a percentage is of the file's record count, rounded down."""
+    if selection is None:
+        return records
+    def bound(text: str) -> int | None:
+        if not text:
+            return None
+        return int(text[:-1]) * len(records) // 100 if text.endswith("%") else int(text)
+    start, stop = selection[1:-1].split(":")
+    return records[bound(start):bound(stop)]
+
+
 def _open_text(path: Path, newline: str | None = None):
     """Text, with bytes that are not UTF-8 kept as lone surrogates (see _not_utf8) so they can be located."""
     if path.suffix == ".gz":
@@ -77,58 +107,66 @@ def read_table(path: str | Path) -> Iterator[tuple[int, Any]]:
     p = Path(path)
     if not p.exists():
         raise DataError(str(p), "no such file or directory")
+    kind = "dir" if p.is_dir() else _suffix(p)
+    readers = {"dir": _read_datasets_dir, ".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".json": _read_json,
+               ".csv": _read_csv, ".tsv": _read_csv, ".parquet": _read_parquet}
+    if kind not in readers:
+        raise DataError(str(p), f"unknown file type '{kind or p.name}' (use .jsonl, .json, .csv, .parquet "
+                                "or a saved datasets directory)")
     try:
-        if p.is_dir():
-            yield from _read_datasets_dir(p)
-            return
-        kind = _suffix(p)
-        if kind in (".jsonl", ".ndjson"):
-            with _open_text(p) as f:
-                for n, line in enumerate(f, 1):
-                    bad = _not_utf8(line)
-                    if bad:
-                        raise DataError(str(p), f"{bad[1]} at column {bad[0] + 1}", n)
-                    if line.strip():
-                        try:
-                            yield n, json.loads(line)
-                        except json.JSONDecodeError as e:
-                            raise DataError(str(p), f"invalid JSON ({e.msg} at column {e.colno})", n) from None
-        elif kind == ".json":
-            with _open_text(p) as f:
-                text = f.read()
-            bad = _not_utf8(text)
-            if bad:
-                line = text.count("\n", 0, bad[0]) + 1
-                raise DataError(str(p), f"{bad[1]} at line {line}, column {bad[0] - text.rfind(chr(10), 0, bad[0])}")
-            try:
-                doc = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise DataError(str(p), f"invalid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-            if isinstance(doc, dict) and isinstance(doc.get("data"), list):
-                doc = doc["data"]
-            if not isinstance(doc, list):
-                raise DataError(str(p), "a JSON file must hold a list of records (or {\"data\": [...]})")
-            yield from enumerate(doc, 1)
-        elif kind in (".csv", ".tsv"):
-            with _open_text(p, newline="") as f:
-                reader = csv.DictReader(f, delimiter="\t" if kind == ".tsv" else ",")
-                for n, rec in enumerate(reader, 1):
-                    for key, value in rec.items():
-                        for text in (key, value) if isinstance(value, str) else (key,):
-                            bad = _not_utf8(text) if isinstance(text, str) else None
-                            if bad:
-                                raise DataError(str(p), f"{bad[1]} at character {bad[0] + 1}"
-                                                + (" of the header" if text is key else ""), n, key)
-                    yield n, rec
-        elif kind == ".parquet":
-            import pyarrow.parquet as pq
-
-            yield from enumerate(pq.read_table(p).to_pylist(), 1)
-        else:
-            raise DataError(str(p), f"unknown file type '{kind or p.name}' (use .jsonl, .json, .csv, .parquet "
-                                    "or a saved datasets directory)")
+        yield from readers[kind](p)
     except (OSError, UnicodeDecodeError, EOFError) as e:
         raise DataError(str(p), f"cannot read file ({e})") from None
+
+
+def _read_jsonl(p: Path) -> Iterator[tuple[int, Any]]:
+    with _open_text(p) as f:
+        for n, line in enumerate(f, 1):
+            bad = _not_utf8(line)
+            if bad:
+                raise DataError(str(p), f"{bad[1]} at column {bad[0] + 1}", n)
+            if line.strip():
+                try:
+                    yield n, json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(str(p), f"invalid JSON ({e.msg} at column {e.colno})", n) from None
+
+
+def _read_json(p: Path) -> Iterator[tuple[int, Any]]:
+    with _open_text(p) as f:
+        text = f.read()
+    bad = _not_utf8(text)
+    if bad:
+        line = text.count("\n", 0, bad[0]) + 1
+        raise DataError(str(p), f"{bad[1]} at line {line}, column {bad[0] - text.rfind(chr(10), 0, bad[0])}")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(str(p), f"invalid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    if isinstance(doc, dict) and isinstance(doc.get("data"), list):
+        doc = doc["data"]
+    if not isinstance(doc, list):
+        raise DataError(str(p), "a JSON file must hold a list of records (or {\"data\": [...]})")
+    yield from enumerate(doc, 1)
+
+
+def _read_csv(p: Path) -> Iterator[tuple[int, Any]]:
+    with _open_text(p, newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t" if _suffix(p) == ".tsv" else ",")
+        for n, rec in enumerate(reader, 1):
+            for key, value in rec.items():
+                for text in (key, value) if isinstance(value, str) else (key,):
+                    bad = _not_utf8(text) if isinstance(text, str) else None
+                    if bad:
+                        raise DataError(str(p), f"{bad[1]} at character {bad[0] + 1}"
+                                        + (" of the header" if text is key else ""), n, key)
+            yield n, rec
+
+
+def _read_parquet(p: Path) -> Iterator[tuple[int, Any]]:
+    import pyarrow.parquet as pq
+
+    yield from enumerate(pq.read_table(p).to_pylist(), 1)
 
 
 def _read_datasets_dir(p: Path) -> Iterator[tuple[int, Any]]:
@@ -246,9 +284,10 @@ def _load(paths: list[str] | str, formats: dict[str, tuple[str, ...]], convert) 
     if not paths:
         raise ConfigError("no data file given: pass --data FILE (--prompts FILE for ppo)")
     out = Loaded(rows=[])
-    for path in paths:
+    for spec in paths:
+        path, selection = split_spec(spec)
         fmt, count = None, 0
-        for where, rec in _records(path):
+        for where, rec in select(list(_records(path)), selection):
             fmt = fmt or _detect(path, where[1], rec, formats)
             missing = [k for k in formats[fmt] if k not in rec]
             if missing:
@@ -257,8 +296,11 @@ def _load(paths: list[str] | str, formats: dict[str, tuple[str, ...]], convert) 
                 out.rows.append(Row(path, where[1], value))
                 count += 1
         if fmt is None:
-            raise DataError(path, "no rows")
-        out.files.append({"path": path, "sha256": fingerprint(path), "format": fmt, "rows": count})
+            raise DataError(path, "no rows" + (f" in {selection}" if selection else ""))
+        digest = fingerprint(path)
+        if selection:  # the selection is what trained: a changed slice is changed data
+            digest = hashlib.sha256(f"{digest}{selection}".encode()).hexdigest()
+        out.files.append({"path": spec, "sha256": digest, "format": fmt, "rows": count})
     return out
 
 
@@ -271,10 +313,27 @@ SFT_FORMATS = {
     "prompt-completion": ("prompt", "completion"),
     "prompt-response": ("prompt", "response"),
     "text": ("text",),
+    "chosen": ("chosen",),  # comparisons: SFT on the preferred answers (pairs or HH-RLHF dialogues)
 }
 
 
-def _sft_row(fmt: str, rec: dict, where: tuple[str, int], _: Loaded) -> Iterator[dict]:
+def _chosen_dialogue(rec: dict, where: tuple[str, int]) -> list[dict]:
+    """The preferred side of a comparison row as one conversation: prompt + chosen, or an HH-RLHF dialogue."""
+    if "prompt" in rec:
+        return _as_messages(rec["prompt"], "user", where, "prompt") + \
+            _as_messages(rec["chosen"], "assistant", where, "chosen")
+    value = rec["chosen"]
+    return parse_hh(value, where, "chosen") if isinstance(value, str) else _messages(value, where, "chosen")
+
+
+def _sft_row(fmt: str, rec: dict, where: tuple[str, int], out: Loaded) -> Iterator[dict]:
+    if fmt == "chosen":
+        msgs = _chosen_dialogue(rec, where)
+        if msgs[-1]["role"] != "assistant":  # as with pairs: a few real HH dialogues end on a user turn
+            out.skipped["dialogue does not end with an answer"] = out.skipped.get("dialogue does not end with an answer", 0) + 1
+            return
+        yield {"messages": msgs}
+        return
     if fmt == "text":
         yield {"text": _text(rec, "text", where)}
         return
@@ -431,20 +490,30 @@ def load_pairs(paths: list[str] | str) -> Loaded:
 
 # --- prompts ----------------------------------------------------------------------------------------------
 
-PROMPT_FORMATS = {"prompt": ("prompt",), "messages": ("messages",), "text": ("text",)}
+PROMPT_FORMATS = {"prompt": ("prompt",), "messages": ("messages",), "text": ("text",), "chosen": ("chosen",)}
 
 
-def _prompt_row(fmt: str, rec: dict, where: tuple[str, int], _: Loaded) -> Iterator[dict]:
+def _prompt_row(fmt: str, rec: dict, where: tuple[str, int], out: Loaded, comparisons: bool = False
+                ) -> Iterator[dict]:
     compared = next((k for k in ("chosen", "rejected", "responses") if k in rec), None)
-    if compared:  # its prompt column would be read and its answers silently ignored
+    if compared and not comparisons:  # its prompt column would be read and its answers silently ignored
         raise DataError(where[0], "a comparison row (chosen/rejected or ranked responses), not a prompt: PPO "
                                   "needs prompts ({prompt}, {messages} or {text}); comparisons are data for "
-                                  "`align rm` and `align dpo`", where[1], compared)
+                                  "`align rm` and `align dpo` (to take their prompts on purpose, set "
+                                  "comparison_prompts)", where[1], compared)
+    if fmt == "chosen":  # an HH-RLHF dialogue: the prompt is everything before its last answer
+        msgs = _chosen_dialogue(rec, where)
+        if msgs[-1]["role"] != "assistant":
+            out.skipped["dialogue does not end with an answer"] = out.skipped.get("dialogue does not end with an answer", 0) + 1
+            return
+        yield {"prompt": split_last_turn(msgs, where, "chosen")[0]}
+        return
     msgs = _as_messages(rec[fmt], "user", where, fmt)
     if msgs[-1]["role"] == "assistant":
         msgs = split_last_turn(msgs, where, fmt)[0]  # a full conversation: prompt = all but the answer
     yield {"prompt": msgs}
 
 
-def load_prompts(paths: list[str] | str) -> Loaded:
-    return _load(paths, PROMPT_FORMATS, _prompt_row)
+def load_prompts(paths: list[str] | str, comparisons: bool = False) -> Loaded:
+    """Prompts; with `comparisons`, the prompts of comparison rows too (their answers ignored)."""
+    return _load(paths, PROMPT_FORMATS, functools.partial(_prompt_row, comparisons=comparisons))

@@ -73,19 +73,9 @@ def judge_policy(cfg: DPOConfig, out: Run, eval_rows: data.Loaded) -> dict[str, 
             "judge_kl_to_reference": result["kl_to_reference"]}
 
 
-def run(cfg: DPOConfig) -> dict[str, Any]:
-    from datasets import Dataset
-    from trl import DPOConfig as TRLDPOConfig
-    from trl import DPOTrainer
-
-    class PreTokenizedDPOTrainer(DPOTrainer):
-        """TRL's DPO on rows we tokenised ourselves. TRL 1.16 would re-tokenise any dataset it is given (and
-        run extract_prompt on one without a prompt column), so its preparation step is skipped."""
-
-        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-            return dataset
-
-    # 1. Everything that can be wrong with the input or the options is found before a model or run dir exists.
+def load_inputs(cfg: DPOConfig) -> tuple:
+    """Everything that can be wrong with the input or the options, found before a model or run dir exists.
+    -> (trl options, train rows, eval rows, lineage, tokenizer, train set, eval set, counts, eval counts)"""
     options = trl_options(cfg)
     train_rows = data.load_pairs(cfg.data)
     eval_rows = data.load_pairs(cfg.eval_data) if cfg.eval_data else None
@@ -100,41 +90,67 @@ def run(cfg: DPOConfig) -> dict[str, Any]:
     print(f"[align] {len(train_set)} training pairs" + "".join(
         f", {k.replace('_', ' ')}: {v}" for k, v in {**train_rows.skipped, **counts}.items() if k != "pairs" and v),
         flush=True)
+    return options, train_rows, eval_rows, lineage, tokenizer, train_set, eval_set, counts, eval_counts
 
+
+def build_trainer(cfg: DPOConfig, out: Run, lineage: dict[str, Any], tokenizer, options: dict[str, Any],
+                  train_set: list[dict], eval_set: list[dict] | None):
+    """The policy: SFT lineage merged into the base + a fresh (zero-output) LoRA, in TRL's DPOTrainer. Full
+    fine-tuning keeps a frozen copy as the reference (TRL would otherwise reload the bare base by name), unless
+    the reference log-probs are precomputed from the untrained model before the first step."""
+    from datasets import Dataset
+    from trl import DPOConfig as TRLDPOConfig
+    from trl import DPOTrainer
+
+    class PreTokenizedDPOTrainer(DPOTrainer):
+        """TRL's DPO on rows we tokenised ourselves. TRL 1.16 would re-tokenise any dataset it is given (and
+        run extract_prompt on one without a prompt column), so its preparation step is skipped."""
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            return dataset
+
+    model = models.prepare(cfg, "causal", lineage, tokenizer)
+    if cfg.full:
+        model.requires_grad_(True)  # merging a lineage (peft, inference mode) leaves the weights frozen
+    ref_model = copy.deepcopy(model).eval() if cfg.full and not cfg.precompute_ref_log_probs else None
+    args = train.trainer_args(cfg, out, TRLDPOConfig, tokens_per_example=2 * cfg.max_length,
+                              max_tokens=train.micro_batch_tokens(cfg, model, lm_head=True), **options)
+    trainer = PreTokenizedDPOTrainer(model=model, ref_model=ref_model, args=args, processing_class=tokenizer,
+                                     train_dataset=Dataset.from_list(train_set),
+                                     eval_dataset=Dataset.from_list(eval_set) if eval_set else None)
+    # TRL copies an existing adapter of a PeftModel into a frozen "ref" adapter. Ours is fresh, so that copy
+    # equals adapters-off; drop it, and TRL takes the reference with the adapter disabled: the merged SFT
+    # model, with no second adapter to run, hold or checkpoint.
+    if "ref" in getattr(trainer.model, "peft_config", {}):
+        trainer.model.delete_adapter("ref")
+    train.use_our_callbacks(trainer, out)
+    return trainer
+
+
+def train_and_evaluate(trainer, out: Run, cfg: DPOConfig, evaluates: bool) -> dict[str, Any]:
+    """Evaluate before training (policy == reference: implicit rewards 0, sigmoid loss ln 2; kept in the
+    manifest for a resumed run), train, evaluate after."""
+    before = out.manifest.get("eval_before", {})
+    if evaluates and not before:
+        before = {f"before_{k}": v for k, v in trainer.evaluate().items() if k.startswith("eval_")}
+        out.write(eval_before=before)
+    train_out = train.fit(trainer, out, cfg.resume)
+    metrics = {**train.standard_metrics(trainer, train_out), **before}
+    if evaluates:
+        after = {k: v for k, v in trainer.evaluate().items() if k.startswith("eval_")}
+        metrics.update(after, eval_implicit_accuracy=after["eval_rewards/accuracies"],
+                       eval_implicit_margin=after["eval_rewards/margins"])
+    return metrics
+
+
+def run(cfg: DPOConfig) -> dict[str, Any]:
+    """Check every input, then set up, train, evaluate and save (then judge the saved policy, if asked)."""
+    options, train_rows, eval_rows, lineage, tokenizer, train_set, eval_set, counts, eval_counts = load_inputs(cfg)
     with Run.open(cfg.output, "dpo", cfg.overwrite, cfg.resume) as out:
         out.start(to_dict(cfg), data={"train": train_rows.files, "eval": eval_rows.files if eval_rows else [],
                                       "counts": {"train": {**counts, **train_rows.skipped}, "eval": eval_counts}})
-        # 2. The policy: SFT lineage merged into the base + a fresh (zero-output) LoRA. Full fine-tuning keeps a
-        # frozen copy as the reference (TRL would otherwise reload the bare base by name), unless the reference
-        # log-probs are precomputed from the untrained model before the first step.
-        model = models.prepare(cfg, "causal", lineage, tokenizer)
-        if cfg.full:
-            model.requires_grad_(True)  # merging a lineage (peft, inference mode) leaves the weights frozen
-        ref_model = copy.deepcopy(model).eval() if cfg.full and not cfg.precompute_ref_log_probs else None
-        args = train.trainer_args(cfg, out, TRLDPOConfig, tokens_per_example=2 * cfg.max_length,
-                                  max_tokens=train.micro_batch_tokens(cfg, model, lm_head=True), **options)
-        trainer = PreTokenizedDPOTrainer(model=model, ref_model=ref_model, args=args, processing_class=tokenizer,
-                                         train_dataset=Dataset.from_list(train_set),
-                                         eval_dataset=Dataset.from_list(eval_set) if eval_set else None)
-        # TRL copies an existing adapter of a PeftModel into a frozen "ref" adapter. Ours is fresh, so that copy
-        # equals adapters-off; drop it, and TRL takes the reference with the adapter disabled: the merged SFT
-        # model, with no second adapter to run, hold or checkpoint.
-        if "ref" in getattr(trainer.model, "peft_config", {}):
-            trainer.model.delete_adapter("ref")
-        train.use_our_callbacks(trainer, out)
-
-        # 3. Evaluate before training (policy == reference: implicit rewards 0, sigmoid loss ln 2; kept in the
-        # manifest for a resumed run), train, evaluate after.
-        before = out.manifest.get("eval_before", {})
-        if eval_set and not before:
-            before = {f"before_{k}": v for k, v in trainer.evaluate().items() if k.startswith("eval_")}
-            out.write(eval_before=before)
-        train_out = train.fit(trainer, out, cfg.resume)
-        metrics = {**train.standard_metrics(trainer, train_out), **before}
-        if eval_set:
-            after = {k: v for k, v in trainer.evaluate().items() if k.startswith("eval_")}
-            metrics.update(after, eval_implicit_accuracy=after["eval_rewards/accuracies"],
-                           eval_implicit_margin=after["eval_rewards/margins"])
+        trainer = build_trainer(cfg, out, lineage, tokenizer, options, train_set, eval_set)
+        metrics = train_and_evaluate(trainer, out, cfg, bool(eval_set))
         train.save_model(trainer.model, tokenizer, out, cfg.full)
         out.write(**train.model_fields(cfg, tokenizer, lineage, "causal"))
         out.finish(metrics)

@@ -19,16 +19,18 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from align import config as C
+from align import data
 from align import runs
 from align.errors import ConfigError
 
 STAGE_REFS = ("from", "reward", "judge")  # keys whose value may be the name of an earlier stage
 PATH_KEYS = ("data", "eval_data", "prompts", "eval_prompts")
-EVAL_KEYS = ("prompts", "pairs", "judge", "max_new_tokens")
+EVAL_KEYS = ("prompts", "pairs", "judge", "max_new_tokens", "comparison_prompts")
 
 
 def run_stage(method: str, cfg: Any) -> Any:
@@ -50,9 +52,8 @@ def check_inputs(method: str, cfg: Any, where: str, required: bool = True) -> No
         if not getattr(cfg, key):
             raise ConfigError(f"{where}: '{key}' is required for a {method} stage")
     if method == "ppo" and cfg.prompts:
-        from align import data
 
-        rows = len(data.load_prompts(cfg.prompts).rows)
+        rows = len(data.load_prompts(cfg.prompts, cfg.comparison_prompts).rows)
         processes = int(os.environ.get("WORLD_SIZE", "1"))
         if cfg.rollout_batch_size * processes > rows:
             raise ConfigError(f"{where}: rollout_batch_size ({cfg.rollout_batch_size}"
@@ -70,11 +71,39 @@ def _reference(key: str, ref: Any, names: list[str], where: str) -> None:
     raise ConfigError(f"{where}: '{key}: {ref}' is neither an earlier stage nor an existing run directory{hint}")
 
 
+VAR = re.compile(r"\$\{([^}]*)\}")
+
+
+def substitute(recipe: dict[str, Any], source: str) -> dict[str, Any]:
+    """`${name}` in any string of the recipe -> `vars: {name: value}` (e.g. one data folder for every stage, set
+    from the command line with `--set vars.name=VALUE`)."""
+    names = recipe.get("vars") or {}
+    if not isinstance(names, dict):
+        raise ConfigError(f"{source}: 'vars' maps names to values, got {names!r}")
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if not isinstance(value, str):
+            return value
+        for name in VAR.findall(value):
+            if name not in names:
+                raise ConfigError(f"{source}: '${{{name}}}' is used but not defined under vars "
+                                  f"(defined: {', '.join(names) or 'none'})")
+        return VAR.sub(lambda m: str(names[m[1]]), value)
+
+    return {k: (v if k == "vars" else fill(v)) for k, v in recipe.items()}
+
+
 def plan(recipe: dict[str, Any], source: str) -> tuple[Path, list[tuple[str, str, Any]]]:
     """Validate a pipeline recipe into (output root, [(name, method, config)]) without running anything."""
-    unknown = set(recipe) - {"output", "stages", "eval"}
+    unknown = set(recipe) - {"output", "stages", "eval", "vars"}
     if unknown:
-        raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)} (expected: output, stages, eval)")
+        raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)} (expected: output, stages, eval, "
+                          "vars)")
+    recipe = substitute(recipe, source)
     if not isinstance(recipe.get("stages"), dict) or not recipe["stages"]:
         raise ConfigError(f"{source}: 'stages' must map stage names to their settings")
     if not isinstance(recipe.get("output") or "runs", str):
@@ -82,45 +111,56 @@ def plan(recipe: dict[str, Any], source: str) -> tuple[Path, list[tuple[str, str
     root = Path(recipe.get("output") or "runs")
     steps, seen = [], {}
     for name, settings in recipe["stages"].items():
-        where = f"{source}: stages.{name}"
-        if settings is not None and not isinstance(settings, dict):
-            raise ConfigError(f"{where}: a stage's settings are a mapping of keys to values, got "
-                              f"{type(settings).__name__} {settings!r}")
-        settings = dict(settings or {})
-        method = settings.pop("stage", name)
-        if not isinstance(method, str) or method not in C.STAGES:
-            raise ConfigError(f"{where}: unknown stage '{method}' (one of {', '.join(C.STAGES)}; "
-                              f"name it with `stage:` if the key is your own name)")
-        for key in STAGE_REFS:
-            ref = settings.get(key)
-            if isinstance(ref, str) and ref in recipe["stages"]:
-                if ref not in seen:
-                    raise ConfigError(f"{where}: '{key}: {ref}' names a stage that does not run before it")
-                settings[key] = str(seen[ref])
-            else:
-                _reference(key, ref, list(recipe["stages"]), where)
-        for key in PATH_KEYS:
-            for path in settings.get(key) if isinstance(settings.get(key), list) else [settings.get(key)]:
-                if isinstance(path, str) and not Path(path).exists():
-                    raise ConfigError(f"{where}: {key} '{path}' does not exist")
-        settings.setdefault("output", str(root / name))
-        cfg = C.build(C.STAGES[method], settings, source=where)  # every value checked (config classes)
-        check_inputs(method, cfg, where)
+        method, cfg = plan_stage(name, settings, recipe["stages"], seen, root, f"{source}: stages.{name}")
         seen[name] = Path(cfg.output)
         steps.append((name, method, cfg))
-    ev = recipe.get("eval")
-    if ev is not None:
-        if not isinstance(ev, dict) or set(ev) - set(EVAL_KEYS):
-            raise ConfigError(f"{source}: eval takes {', '.join(EVAL_KEYS)}")
-        tokens = ev.get("max_new_tokens", 64)
-        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
-            raise ConfigError(f"{source}: eval.max_new_tokens must be an integer >= 1, got {tokens!r}")
-        for key in ("prompts", "pairs"):
-            if ev.get(key) and not Path(ev[key]).exists():
-                raise ConfigError(f"{source}: eval.{key} '{ev[key]}' does not exist")
-        if ev.get("judge") and ev["judge"] not in seen and not Path(ev["judge"]).exists():
-            raise ConfigError(f"{source}: eval.judge '{ev['judge']}' is neither a stage nor a run directory")
+    check_eval(recipe.get("eval"), seen, source)
     return root, steps
+
+
+def plan_stage(name: str, settings: Any, stages: dict[str, Any], seen: dict[str, Path], root: Path, where: str
+               ) -> tuple[str, Any]:
+    """One stage's (method, config): stage references resolved to the run directories of earlier stages, paths
+    checked, every value checked by its config class, and its required inputs present."""
+    if settings is not None and not isinstance(settings, dict):
+        raise ConfigError(f"{where}: a stage's settings are a mapping of keys to values, got "
+                          f"{type(settings).__name__} {settings!r}")
+    settings = dict(settings or {})
+    method = settings.pop("stage", name)
+    if not isinstance(method, str) or method not in C.STAGES:
+        raise ConfigError(f"{where}: unknown stage '{method}' (one of {', '.join(C.STAGES)}; "
+                          f"name it with `stage:` if the key is your own name)")
+    for key in STAGE_REFS:
+        ref = settings.get(key)
+        if isinstance(ref, str) and ref in stages:
+            if ref not in seen:
+                raise ConfigError(f"{where}: '{key}: {ref}' names a stage that does not run before it")
+            settings[key] = str(seen[ref])
+        else:
+            _reference(key, ref, list(stages), where)
+    for key in PATH_KEYS:
+        for path in settings.get(key) if isinstance(settings.get(key), list) else [settings.get(key)]:
+            if isinstance(path, str) and not data.exists(path):
+                raise ConfigError(f"{where}: {key} '{path}' does not exist")
+    settings.setdefault("output", str(root / name))
+    cfg = C.build(C.STAGES[method], settings, source=where)  # every value checked (config classes)
+    check_inputs(method, cfg, where)
+    return method, cfg
+
+
+def check_eval(ev: Any, seen: dict[str, Path], source: str) -> None:
+    if ev is None:
+        return
+    if not isinstance(ev, dict) or set(ev) - set(EVAL_KEYS):
+        raise ConfigError(f"{source}: eval takes {', '.join(EVAL_KEYS)}")
+    tokens = ev.get("max_new_tokens", 64)
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
+        raise ConfigError(f"{source}: eval.max_new_tokens must be an integer >= 1, got {tokens!r}")
+    for key in ("prompts", "pairs"):
+        if ev.get(key) and not data.exists(ev[key]):
+            raise ConfigError(f"{source}: eval.{key} '{ev[key]}' does not exist")
+    if ev.get("judge") and ev["judge"] not in seen and not Path(ev["judge"]).exists():
+        raise ConfigError(f"{source}: eval.judge '{ev['judge']}' is neither a stage nor a run directory")
 
 
 def select(steps: list, only: list[str] | None, from_stage: str | None) -> list:
@@ -134,8 +174,8 @@ def select(steps: list, only: list[str] | None, from_stage: str | None) -> list:
 
 
 def run_pipeline(recipe_path: str, only: list[str] | None = None, from_stage: str | None = None,
-                 overwrite: bool = False) -> Path:
-    recipe = C.read_recipe(recipe_path)
+                 overwrite: bool = False, assignments: list[str] | None = None) -> Path:
+    recipe = C.override(C.read_recipe(recipe_path), assignments)
     root, steps = plan(recipe, recipe_path)
     todo = select(steps, only, from_stage)
     for name, method, cfg in todo:
@@ -150,12 +190,12 @@ def run_pipeline(recipe_path: str, only: list[str] | None = None, from_stage: st
         cfg = dataclasses.replace(cfg, resume=resume, overwrite=overwrite or status == runs.FAILED)
         print(f"[align] {name}: {'resuming' if cfg.resume else 'running'} {method} -> {cfg.output}", flush=True)
         run_stage(method, cfg)
-    ev = recipe.get("eval")
+    ev = substitute(recipe, recipe_path).get("eval")
     if ev and not only:
         from align import evaluate
 
         outputs = {name: str(cfg.output) for name, _, cfg in steps}
         judge = outputs.get(ev.get("judge"), ev.get("judge"))
         evaluate.evaluate_runs(list(outputs.values()), ev.get("prompts"), judge, ev.get("pairs"),
-                               str(root / "report"), ev.get("max_new_tokens", 64))
+                               str(root / "report"), ev.get("max_new_tokens", 64), ev.get("comparison_prompts", False))
     return root

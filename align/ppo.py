@@ -29,6 +29,7 @@ from align.config import PPOConfig, to_dict
 from align.errors import ConfigError, RunError
 from align.runs import Run
 
+SNAPSHOTS = "snapshots"  # snapshots/step-N/adapter_model.safetensors: the policy adapter after N iterations
 Scorer = Callable[[list[list[dict]], list[str]], torch.Tensor]
 
 
@@ -215,9 +216,8 @@ class PPOTrainer:
             metrics = self.train_step(step)
             bar.set_postfix({"reward": f"{metrics['reward/raw']:.3f}", "kl": f"{metrics['kl']:.3f}",
                              "len": f"{metrics['response_length']:.0f}"})
-            if self.rank == 0 and self.cfg.save_steps and step % self.cfg.save_steps == 0 and step < self.cfg.steps:
-                self.ac.save_state(self.out.checkpoints / f"step-{step}", self.opt, self.sched, self.kl_ctl, step,
-                                   {"eval_before": before})
+            if self.rank == 0:
+                self.save(step, before)
         after = self.evaluate(adapter=POLICY) if self.eval_prompts else None
         return self.summary(before, after)
 
@@ -246,6 +246,15 @@ class PPOTrainer:
             if self.cfg.sample_steps and step % self.cfg.sample_steps == 0:
                 self.write_samples(step, exp)
         return metrics
+
+    def save(self, step: int, before: dict | None) -> None:
+        """A resume checkpoint every save_steps, a kept policy snapshot every snapshot_steps."""
+        cfg = self.cfg
+        if cfg.save_steps and step % cfg.save_steps == 0 and step < cfg.steps:
+            self.ac.save_state(self.out.checkpoints / f"step-{step}", self.opt, self.sched, self.kl_ctl, step,
+                               {"eval_before": before})
+        if cfg.snapshot_steps and step % cfg.snapshot_steps == 0 and step < cfg.steps:
+            self.ac.model.save_pretrained(str(self.out.path / SNAPSHOTS / f"step-{step}"), selected_adapters=[POLICY])
 
     @torch.no_grad()
     def make_experience(self, ro: Rollout, step: int) -> Experience:
@@ -363,9 +372,10 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
     if not cfg.reward:  # --full and the batch sizes are checked by PPOConfig
         raise ConfigError("no reward: pass --reward RM_RUN_DIR or --reward module:function")
     cfg = replace(cfg, lora_dropout=0.0)  # PPO's ratio must be 1 at the start of each update
-    loaded = data.load_prompts(cfg.prompts)
+    loaded = data.load_prompts(cfg.prompts, cfg.comparison_prompts)
     prompts = [v["prompt"] for v in loaded.values()]
-    eval_prompts = [v["prompt"] for v in data.load_prompts(cfg.eval_prompts).values()] if cfg.eval_prompts else []
+    eval_prompts = ([v["prompt"] for v in data.load_prompts(cfg.eval_prompts, cfg.comparison_prompts).values()]
+                    if cfg.eval_prompts else [])
     lineage, tokenizer = models.tokenizer_for(cfg)
     counts = {"truncated_prompts": chat.count_long_prompts(tokenizer, prompts, cfg.max_prompt_length)}
     print(f"[align] {len(prompts)} prompts; over max_prompt_length (their last tokens kept): "

@@ -27,12 +27,29 @@ def tables(out: dict[str, Any]) -> str:
         lines.append("")
     pols = [r for r in out["results"] if r["kind"] == "policy"]
     if pols:
-        lines += ["| policy | stage | reference | mean reward | reference reward | win rate vs reference | "
-                  "KL to reference | response tokens |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["Each row compares a policy with its own reference, the model it was trained from (SFT for "
+                  "PPO/DPO, the base model for SFT), on the same held-out prompts (greedy answers): the judge's "
+                  "mean reward for both, the share of prompts on which the policy's answer scores higher (ties "
+                  "count half; +- is 1.96 standard errors over prompts, a 95% interval), the KL of the policy's "
+                  "answers to the reference (nats per answer), and both answers' mean length in tokens.", "",
+                  "| policy | stage | reference | mean reward | reference reward | win rate vs reference | "
+                  "KL to reference | tokens (policy / reference) |", "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['run']} | {r['stage']} | {r['reference']} | {_fmt(r.get('reward'))} | "
-                  f"{_fmt(r.get('reference_reward'))} | {_fmt(r.get('win_rate'))} | {_fmt(r['kl_to_reference'])} | "
-                  f"{_fmt(r['response_length'])} |" for r in pols]
+                  f"{_fmt(r.get('reference_reward'))} | {_win(r)} | {_fmt(r['kl_to_reference'])} | "
+                  f"{r['response_length']:.1f} / {r.get('reference_length', float('nan')):.1f} |" for r in pols]
+    for r in pols:
+        if r.get("curve"):
+            lines += ["", f"Over training, {r['run']} (snapshots) against {r['reference']}:", "",
+                      "| iterations | KL (nats) | sqrt KL | mean reward | win rate | tokens |", "|---|---|---|---|---|---|"]
+            lines += [f"| {c['step']} | {_fmt(c['kl_to_reference'])} | {_fmt(max(c['kl_to_reference'], 0) ** 0.5)} | "
+                      f"{_fmt(c.get('reward'))} | {_win(c)} | {c['response_length']:.1f} |" for c in r["curve"]]
     return "\n".join(lines)
+
+
+def _win(r: dict[str, Any]) -> str:
+    if r.get("win_rate") is None:
+        return "-"
+    return f"{r['win_rate']:.3f} +- {1.96 * r.get('win_rate_se', 0.0):.3f}"
 
 
 def _logs(run_dir: str) -> list[dict[str, Any]]:
@@ -99,6 +116,30 @@ def plot_reward_vs_kl(reference: str, pols: list[dict[str, Any]], path: Path) ->
     plt.close(fig)
 
 
+def plot_reward_vs_sqrt_kl(r: dict[str, Any], path: Path) -> None:
+    """Judge reward over a PPO run's snapshots against sqrt(KL) to its reference, as in Gao et al. 2022 ("Scaling
+    laws for reward model overoptimization"): where the curve flattens or turns down, optimising the proxy
+    reward has stopped helping under the judge."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(0.0, r["reference_reward"], 0)] + [(max(c["kl_to_reference"], 0.0) ** 0.5, c["reward"], c["step"])
+                                               for c in r["curve"]]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
+    for x, y, step in pts:
+        ax.annotate(str(step), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_title(f"{Path(r['run']).name}: judge reward over training (labels: iterations)", fontsize=9)
+    ax.set_xlabel(f"sqrt KL to {Path(r['reference']).name} (sqrt nats per answer)")
+    ax.set_ylabel("mean judge reward")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def write(out: dict[str, Any], manifests: dict[str, dict[str, Any]], folder: Path) -> Path:
     lines = ["# align evaluation report", "",
              f"Judge: `{out['judge']}`; held-out prompts: `{out['prompts']}`; held-out pairs: `{out['pairs']}`.", "",
@@ -111,6 +152,12 @@ def write(out: dict[str, Any], manifests: dict[str, dict[str, Any]], folder: Pat
                   f"{', '.join(Path(r['run']).name for r in group)} against {reference}, the model "
                   f"{'they' if len(group) > 1 else 'it'} started from (at KL 0).", "",
                   f"![reward vs KL to {reference}]({name})", ""]
+    for r in pols:
+        if r.get("curve") and r.get("reward") is not None:
+            name = f"reward_vs_sqrt_kl_{Path(r['run']).name}.png"
+            plot_reward_vs_sqrt_kl(r, folder / name)
+            lines += [f"### Judge reward vs sqrt(KL) over {r['run']}'s training", "",
+                      f"![judge reward vs sqrt KL]({name})", ""]
     lines += ["## Training", "", "| run | stage | status | key metrics |", "|---|---|---|---|"]
     for run_dir, m in manifests.items():
         keys = ("loss_start", "loss_end", "eval_accuracy", "eval_implicit_accuracy", "reward_start", "reward_end",

@@ -303,47 +303,56 @@ class Run:
             raise RunError(f"{path}: is a file, not a directory")
         exists = run.path.exists() and any(run.path.iterdir())
         if resume:
-            if not exists:
-                raise RunError(f"{path}: nothing to resume (the directory is empty or missing)")
-            manifest = read_manifest(path)
-            if manifest.get("stage") != stage:
-                raise RunError(f"{path}: holds a {manifest.get('stage')} run, not {stage}")
-            if manifest.get("status") == COMPLETE:
-                run.manifest = manifest
-                run._remove_leftovers()  # a kill between `complete` and the clean-up
-                raise RunError(f"{path}: the run is already complete; nothing to resume")
-            if is_live(manifest):
-                raise RunError(f"{path}: the run is in progress ({writer(manifest)}); wait for it to end, or "
-                               f"stop that process, before resuming")
-            if manifest.get("status") == RUNNING:
-                print(f"[align] {path}: the manifest says running ({writer(manifest)}); that host cannot be "
-                      "checked from here: resuming (make sure that process is gone)", file=sys.stderr, flush=True)
-            run.manifest = manifest
-            return run
+            return run._claim_for_resume(exists)
         why = protected(run.path)
         if why:
             raise RunError(f"{path}: is {why}; align never writes a run there nor replaces it "
                            f"(give the run a directory of its own, e.g. --output runs/NAME)")
         if exists:
-            old = peek_manifest(run.path)
-            if old is None:
-                raise RunError(f"{path}: already exists and is not an align run directory (no manifest {MANIFEST} "
-                               f"written by align); --overwrite only replaces align runs: choose another --output")
-            if is_live(old):
-                raise RunError(f"{path}: holds a {old['stage']} run in progress ({writer(old)}); "
-                               f"it cannot be resumed or replaced while that process runs")
-            if not overwrite:
-                if old.get("status") == COMPLETE or old.get("stage") != stage:
-                    raise RunError(f"{path}: already exists; pass --overwrite to replace its "
-                                   f"{old.get('status')} {old['stage']} run")
-                raise RunError(f"{path}: already exists; pass --overwrite to replace it or --resume to continue it "
-                               f"(its {old['stage']} run is {old.get('status')})")
-            run.aside = move_aside(run.path)
-            run.manifest = {"replaces": [str(run.aside)] + [p for p in old.get("replaces") or [] if Path(p).exists()]}
+            run._replace(overwrite)
         run.created = not run.path.exists()
         run.path.mkdir(parents=True, exist_ok=True)
         run.fresh = True
         return run
+
+    def _claim_for_resume(self, exists: bool) -> Run:
+        """--resume: only this stage's own unfinished run, and not while its process still runs."""
+        if not exists:
+            raise RunError(f"{self.path}: nothing to resume (the directory is empty or missing)")
+        manifest = read_manifest(self.path)
+        if manifest.get("stage") != self.stage:
+            raise RunError(f"{self.path}: holds a {manifest.get('stage')} run, not {self.stage}")
+        if manifest.get("status") == COMPLETE:
+            self.manifest = manifest
+            self._remove_leftovers()  # a kill between `complete` and the clean-up
+            raise RunError(f"{self.path}: the run is already complete; nothing to resume")
+        if is_live(manifest):
+            raise RunError(f"{self.path}: the run is in progress ({writer(manifest)}); wait for it to end, or "
+                           f"stop that process, before resuming")
+        if manifest.get("status") == RUNNING:
+            print(f"[align] {self.path}: the manifest says running ({writer(manifest)}); that host cannot be "
+                  "checked from here: resuming (make sure that process is gone)", file=sys.stderr, flush=True)
+        self.manifest = manifest
+        return self
+
+    def _replace(self, overwrite: bool) -> None:
+        """An existing directory: only an align run that is not running is replaced, with --overwrite, and it is
+        moved aside (restored if this run fails early) rather than deleted."""
+        old = peek_manifest(self.path)
+        if old is None:
+            raise RunError(f"{self.path}: already exists and is not an align run directory (no manifest {MANIFEST} "
+                           f"written by align); --overwrite only replaces align runs: choose another --output")
+        if is_live(old):
+            raise RunError(f"{self.path}: holds a {old['stage']} run in progress ({writer(old)}); "
+                           f"it cannot be resumed or replaced while that process runs")
+        if not overwrite:
+            if old.get("status") == COMPLETE or old.get("stage") != self.stage:
+                raise RunError(f"{self.path}: already exists; pass --overwrite to replace its "
+                               f"{old.get('status')} {old['stage']} run")
+            raise RunError(f"{self.path}: already exists; pass --overwrite to replace it or --resume to continue it "
+                           f"(its {old['stage']} run is {old.get('status')})")
+        self.aside = move_aside(self.path)
+        self.manifest = {"replaces": [str(self.aside)] + [p for p in old.get("replaces") or [] if Path(p).exists()]}
 
     def write(self, **fields: Any) -> None:
         manifest = {**self.manifest, **fields}
