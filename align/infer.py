@@ -64,7 +64,7 @@ def sampling_kwargs(temperature: float, top_p: float = 1.0, top_k: int = 0, *, s
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 128, temperature: float = 0.0,
-             top_p: float = 1.0, top_k: int = 0, batch_size: int = 8) -> list[str]:
+             top_p: float = 1.0, top_k: int = 0, batch_size: int = 32) -> list[str]:
     """Answer each prompt (a list of messages), in their order; batched (prompts of similar length together),
     left-padded, KV-cached, stopping at end-of-turn."""
     device = next(model.parameters()).device
