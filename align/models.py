@@ -8,8 +8,11 @@ second copy of the weights.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,24 +88,41 @@ def _hub_hint(spec: str, err: Exception) -> ModelError:
 
 
 def native_bf16_cpu() -> bool:
-    """A CPU with bf16 matrix instructions (Intel AMX, or AVX512-BF16 on Intel/AMD): bf16 matmuls run at
-    several times the fp32 rate there (measured: AMX 7x, AMD Zen 4 AVX512-BF16 2.4x on 2048^2)."""
+    """A CPU whose flags promise bf16 matrix instructions (Intel AMX, or AVX512-BF16 on Intel/AMD)."""
     try:
         return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
     except AttributeError:  # an older torch without the probes
         return False
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_speedup(n: int = 1024, reps: int = 4) -> float:
+    """bf16 / fp32 matmul rate on this CPU, measured (~0.1 s, fp32 and bf16 interleaved so that load elsewhere
+    hits both). The flags do not say it: measured on 2048^2, AMX 7x, AMD Zen 4 AVX512-BF16 2.4x, and an Intel
+    VM reporting AVX512-BF16 without AMX 0.55x (oneDNN's bf16 path slower than its fp32 one there)."""
+    best = {torch.float32: math.inf, torch.bfloat16: math.inf}
+    mats = {dt: (torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)) for dt in best}
+    for _ in range(reps):
+        for dt, (a, b) in mats.items():
+            t = time.perf_counter()
+            a @ b
+            best[dt] = min(best[dt], time.perf_counter() - t)
+    return best[torch.float32] / best[torch.bfloat16]
+
+
+BF16_MIN_SPEEDUP = 1.3  # below this, fp32's exact arithmetic is worth more than bf16's speed
+
+
 def dtype_name(name: str = "auto") -> str:
-    """The one 'auto' rule: bf16 on a GPU or CPU that computes it natively, else fp32. `ALIGN_DTYPE` overrides
-    auto (e.g. to compare on one machine)."""
+    """The one 'auto' rule: bf16 on a GPU that has it, and on a CPU whose bf16 matmuls are measured faster than
+    its fp32 ones; else fp32. `ALIGN_DTYPE` overrides auto (e.g. to compare on one machine)."""
     if name != "auto":
         return name
     if os.environ.get("ALIGN_DTYPE"):
         return os.environ["ALIGN_DTYPE"]
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if native_bf16_cpu() else "fp32"
+    return "bf16" if native_bf16_cpu() and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP else "fp32"
 
 
 def compute_dtype(name: str = "auto") -> torch.dtype:

@@ -268,3 +268,24 @@ def test_warm_up_is_floor_of_ratio_times_steps(tmp_path, monkeypatch):
     import pickle
 
     assert pickle.loads(pickle.dumps(args)).get_warmup_steps(1) == 0  # checkpoints save the arguments
+
+
+@pytest.mark.parametrize("flags, speedup, expected", [(True, 7.0, "bf16"), (True, 0.55, "fp32"), (False, 7.0, "fp32")])
+def test_auto_dtype_is_bf16_only_where_bf16_matmuls_measure_faster(monkeypatch, flags, speedup, expected):
+    """A CPU that reports AVX512-BF16 but runs bf16 matmuls at 0.55x fp32 (an Intel VM without AMX) gets fp32."""
+    from align import models
+
+    monkeypatch.delenv("ALIGN_DTYPE", raising=False)
+    monkeypatch.setattr(models.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(models, "native_bf16_cpu", lambda: flags)
+    monkeypatch.setattr(models, "cpu_bf16_speedup", lambda: speedup)
+    assert models.dtype_name("auto") == expected and models.dtype_name("bf16") == "bf16"
+    monkeypatch.setenv("ALIGN_DTYPE", "fp32")
+    assert models.dtype_name("auto") == "fp32"
+
+
+def test_the_bf16_probe_measures_a_ratio():
+    from align import models
+
+    ratio = models.cpu_bf16_speedup(n=256, reps=2)
+    assert 0.05 < ratio < 50

@@ -75,12 +75,14 @@ def rewards_of(run_dir) -> list[float]:
 
 
 def test_reward_rises_and_a_large_kl_coefficient_holds_it_back(tiny_model, prompts_file, tmp_path):
-    free = ppo.run(ppo_cfg(tmp_path / "free", prompts_file, model=tiny_model))
+    # fp32: this pins the algorithm on one seed. In bf16 on an AVX512-BF16 CPU seed 42 did not climb within 40
+    # iterations while seeds 1, 2, 3 did (first 5 -> last 5: 0.05 -> 0.37, 0.23, 0.33): a seed's luck, not a bug
+    free = ppo.run(ppo_cfg(tmp_path / "free", prompts_file, model=tiny_model, dtype="fp32"))
     r = rewards_of(tmp_path / "free")
     assert mean(r[-5:]) > mean(r[:5]) + 0.05, r
     assert all(torch.isfinite(torch.tensor(json.loads(x)["kl"])) for x in
                (tmp_path / "free" / "logs.jsonl").read_text().splitlines())
-    held = ppo.run(ppo_cfg(tmp_path / "held", prompts_file, model=tiny_model, kl_coef=1.0))
+    held = ppo.run(ppo_cfg(tmp_path / "held", prompts_file, model=tiny_model, kl_coef=1.0, dtype="fp32"))
     h = rewards_of(tmp_path / "held")
     assert mean(h[-5:]) - mean(h[:5]) < mean(r[-5:]) - mean(r[:5]), (h, r)
     assert free["metrics"]["kl_end"] > held["metrics"]["kl_end"]

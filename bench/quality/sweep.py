@@ -44,7 +44,8 @@ POINTS = {  # stage -> name -> extra flags
             "lr1e-4_b0.5": ["--learning-rate", "1e-4", "--beta", "0.5"]},
     "ppo": {"lr1e-4_ep4_kl0.05": ["--learning-rate", "1e-4", "--ppo-epochs", "4", "--kl-coef", "0.05"],
             "lr1e-4_ep2_kl0.05": ["--learning-rate", "1e-4", "--ppo-epochs", "2", "--kl-coef", "0.05"],
-            "lr5e-5_ep2_kl0.2": ["--learning-rate", "5e-5", "--ppo-epochs", "2", "--kl-coef", "0.2"]},
+            "lr3e-4_ep2_kl0.05": ["--learning-rate", "3e-4", "--ppo-epochs", "2", "--kl-coef", "0.05"],
+            "lr3e-4_ep2_kl0.2": ["--learning-rate", "3e-4", "--ppo-epochs", "2", "--kl-coef", "0.2"]},
 }
 
 
