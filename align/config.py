@@ -202,7 +202,8 @@ class RMConfig(TrainConfig):
     SmolLM2's template (median ~340); longer ones lose their oldest prompt tokens, not the answer.
     """
 
-    learning_rate: float = opt(2e-4, "Peak learning rate (LoRA; the score head trains with it; full FT wants ~1e-5).",
+    learning_rate: float = opt(2e-4, "Peak learning rate (LoRA; the score head trains with it; full FT wants ~1e-5). Not yet chosen "
+                                     "from an HH sweep (bench/quality/RESULTS.md).",
                                gt=0)
     epochs: float = opt(1.0, "Passes over the pairs: reward models overfit after one (InstructGPT).", gt=0)
     batch_size: int = opt(16, "Comparison pairs per step; a prompt's pairs are never split across steps.", ge=1)
@@ -224,8 +225,10 @@ class DPOConfig(TrainConfig):
     LoRA policy barely moves (plain TRL's implicit-reward accuracy stays at 0.50 on HH with SmolLM2-135M).
     """
 
-    learning_rate: float = opt(1e-4, "Peak learning rate (LoRA; full fine-tuning wants ~5e-7..5e-6).", gt=0)
-    beta: float = opt(0.1, "Strength of the tie to the reference (higher: stay closer). For IPO it is tau.", gt=0)
+    learning_rate: float = opt(1e-4, "Peak learning rate (LoRA; full fine-tuning wants ~5e-7..5e-6). Not yet chosen "
+                                     "from an HH sweep (bench/quality/RESULTS.md).", gt=0)
+    beta: float = opt(0.1, "Strength of the tie to the reference (higher: stay closer). For IPO it is tau. Not yet "
+                            "chosen from an HH sweep.", gt=0)
     loss_type: str = opt("sigmoid", "sigmoid (DPO), ipo (beta is its tau), hinge, robust (noisy labels), or another "
                                     "TRL 1.16 DPO loss.", choices=DPO_LOSSES)
     label_smoothing: float = opt(0.0, "Assumed share of flipped labels: for loss_type " + ", ".join(DPO_SMOOTHED_LOSSES)
@@ -281,7 +284,8 @@ class PPOConfig(ModelConfig):
     mini_batch_size: int = opt(8, "Responses per optimiser step (at most rollout_batch_size).", ge=1)
     micro_batch_size: int = opt(8, "Responses per forward/backward (gradient accumulation inside a minibatch; at "
                                    "most mini_batch_size).", ge=1)
-    ppo_epochs: int = opt(4, "Passes over each rollout batch.", ge=1)
+    ppo_epochs: int = opt(4, "Passes over each rollout batch (4 vs 2 measured within noise of each other on a rule reward; "
+                                 "2 is 1.5x faster an iteration: bench/quality/RESULTS.md).", ge=1)
     max_prompt_length: int = opt(256, "Longer prompts keep their last tokens (left truncation). Counted.", ge=1)
     max_new_tokens: int = opt(64, "Response length limit.", ge=1)
     temperature: float = opt(1.0, "Sampling temperature for rollouts (1.0: the policy's own distribution).", gt=0)
@@ -289,10 +293,10 @@ class PPOConfig(ModelConfig):
     top_k: int = opt(0, "Top-k sampling for rollouts (0: off).", ge=0)
     missing_eos_penalty: float = opt(1.0, "Subtracted from the score of a response that never emits end-of-turn.",
                                      ge=0)
-    learning_rate: float = opt(1e-4, "Policy (LoRA) learning rate.", gt=0)
+    learning_rate: float = opt(1e-4, "Policy (LoRA) learning rate (not yet swept).", gt=0)
     value_learning_rate: float = opt(1e-4, "Value model (LoRA + head) learning rate.", gt=0)
     lr_scheduler: str = opt("constant", "Learning-rate schedule over all updates.", choices=SCHEDULERS)
-    kl_coef: float = opt(0.05, "Initial KL penalty coefficient (beta).", ge=0)
+    kl_coef: float = opt(0.05, "Initial KL penalty coefficient (beta; not yet swept).", ge=0)
     kl_estimator: str = opt("k1", "Per-token KL estimator for the penalty: k1 (log ratio), k3 (non-negative), k2.",
                             choices=KL_ESTIMATORS)
     adaptive_kl: bool = opt(False, "Adapt kl_coef towards target_kl (Ziegler et al. 2019).")
