@@ -130,7 +130,8 @@ class ModelConfig:
     lora_dropout: float = opt(0.0, "LoRA dropout (torchtune's default 0; 0.05 costs ~5% of a CPU step in random masks).",
                               ge=0, lt=1)
     lora_targets: list[str] = opt(["all-linear"], "Modules that get LoRA adapters ('all-linear' = every linear layer but the head).")
-    dtype: str = opt("auto", "Compute dtype: auto (bf16 on a GPU that has it or a CPU where bf16 matmuls measure >= 1.3x fp32, else fp32), bf16, fp16, fp32.",
+    dtype: str = opt("auto", "Compute dtype: auto (bf16 on a GPU that has it or a CPU where bf16 matmuls measure "
+                             ">= 1.3x fp32, else fp32), bf16, fp16, fp32.",
                      choices=DTYPES)
     seed: int = opt(42, "Random seed.", ge=0, lt=2**32)
 

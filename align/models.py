@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import math
 import os
 import time
@@ -96,10 +97,36 @@ def native_bf16_cpu() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_bf16_speedup(n: int = 1024, reps: int = 4) -> float:
-    """bf16 / fp32 matmul rate on this CPU, measured (~0.1 s, fp32 and bf16 interleaved so that load elsewhere
-    hits both). The flags do not say it: measured on 2048^2, AMX 7x, AMD Zen 4 AVX512-BF16 2.4x, and an Intel
-    VM reporting AVX512-BF16 without AMX 0.55x (oneDNN's bf16 path slower than its fp32 one there)."""
+def cpu_bf16_speedup() -> float:
+    """bf16 / fp32 matmul rate on this CPU, measured once per CPU model and torch version and kept in the cache,
+    so that every rank of a run, and its --resume, make the same choice. The flags do not say it: measured on
+    2048^2, AMX 7x, AMD Zen 4 AVX512-BF16 2.4x, an Intel VM reporting AVX512-BF16 without AMX 0.55x."""
+    key = f"{_cpu_model()} | torch {torch.__version__}"
+    path = cache_root() / "cpu_bf16_speedup.json"
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        known[key] = measure_bf16_speedup()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(known, indent=1))
+        os.replace(tmp, path)
+    return float(known[key])
+
+
+def _cpu_model() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+
+        return platform.processor() or platform.machine()
+
+
+def measure_bf16_speedup(n: int = 1024, reps: int = 4) -> float:
+    """~0.1 s: fp32 and bf16 matmuls interleaved (load elsewhere hits both), best of `reps` each."""
     best = {torch.float32: math.inf, torch.bfloat16: math.inf}
     mats = {dt: (torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)) for dt in best}
     for _ in range(reps):

@@ -284,8 +284,16 @@ def test_auto_dtype_is_bf16_only_where_bf16_matmuls_measure_faster(monkeypatch, 
     assert models.dtype_name("auto") == "fp32"
 
 
-def test_the_bf16_probe_measures_a_ratio():
+def test_the_bf16_probe_is_measured_once_per_cpu_and_kept(monkeypatch):
+    """Every rank of a run and its --resume read the same ratio: measured once, then read from the cache."""
     from align import models
 
-    ratio = models.cpu_bf16_speedup(n=256, reps=2)
-    assert 0.05 < ratio < 50
+    assert 0.05 < models.measure_bf16_speedup(n=256, reps=2) < 50
+    measured = []
+    monkeypatch.setattr(models, "measure_bf16_speedup", lambda: measured.append(1) or 2.5)
+    models.cpu_bf16_speedup.cache_clear()
+    assert models.cpu_bf16_speedup() == 2.5 and measured == [1]
+    models.cpu_bf16_speedup.cache_clear()  # a new process
+    monkeypatch.setattr(models, "measure_bf16_speedup", lambda: 0.5)
+    assert models.cpu_bf16_speedup() == 2.5
+    models.cpu_bf16_speedup.cache_clear()
