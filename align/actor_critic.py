@@ -2,7 +2,8 @@
 
     policy     adapter "default" (trainable; starts equal to the SFT model: lineage merged, fresh LoRA = 0)
     reference  the same model with adapters disabled (exactly the SFT model, no copy)
-    value      adapter "value" + a linear value head (trainable; initialised from the reward model)
+    value      adapter "value" + a linear value head (trainable; initialised from the reward model), or with
+               value_model "policy" only a head on the policy's own hidden states (one forward for both roles)
     reward     adapter "reward" + the RM's score head (frozen), when the RM was trained on the same base
                lineage as the policy (otherwise ppo.py scores with a separate model or a function)
 
@@ -35,8 +36,10 @@ class ActorCritic:
     """A PeftModel whose adapters play the PPO roles; each method runs one role's forward and returns only
     what PPO needs, as fp32."""
 
-    def __init__(self, model, value_head: torch.nn.Linear, reward_head: torch.nn.Linear | None, dtype: torch.dtype):
+    def __init__(self, model, value_head: torch.nn.Linear, reward_head: torch.nn.Linear | None, dtype: torch.dtype,
+                 value_on_policy: bool = False):
         self.model, self.value_head, self.reward_head, self.dtype = model, value_head, reward_head, dtype
+        self.value_on_policy = value_on_policy
         base = model.get_base_model()
         self.backbone = getattr(base, base.base_model_prefix)  # the transformer without the LM head
         self.device = base.get_output_embeddings().weight.device
@@ -49,18 +52,21 @@ class ActorCritic:
     @classmethod
     def build(cls, cfg, lineage: dict[str, Any], tokenizer, rm_adapter: Path | None) -> ActorCritic:
         """Base + lineage merged, the policy adapter, and the value (and reward) adapters: from the RM's adapter
-        when it shares the base (`rm_adapter`), else a fresh value adapter with a zero head."""
+        when it shares the base (`rm_adapter`), else a fresh value adapter with a zero head. With value_model
+        "policy" there is no value adapter: a zero head reads the policy's hidden states."""
         from peft import LoraConfig
 
         model = models.prepare(cfg, "causal", lineage, tokenizer)  # fresh policy LoRA ("default")
         hidden, dtype = model.get_base_model().config.hidden_size, models.compute_dtype(cfg.dtype)
         device = model.get_base_model().get_output_embeddings().weight.device
         value_init = reward_head = None
+        on_policy = cfg.value_model == "policy"
         if rm_adapter is not None:
-            value_init = _add_adapter_from(model, VALUE, rm_adapter, trainable=True)
             reward_head = _linear_head(hidden, _add_adapter_from(model, REWARD, rm_adapter, trainable=False),
                                        False).to(device)
-        else:
+            if not on_policy:
+                value_init = _add_adapter_from(model, VALUE, rm_adapter, trainable=True)
+        elif not on_policy:
             model.add_adapter(VALUE, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, bias="none",
                                                 target_modules=models.lora_config(cfg, "CAUSAL_LM").target_modules,
                                                 task_type="CAUSAL_LM"))
@@ -69,7 +75,7 @@ class ActorCritic:
         if cfg.gradient_checkpointing:
             model.get_base_model().gradient_checkpointing_enable({"use_reentrant": False})
         model.eval()  # no dropout: the ratio new/old must be exactly 1 before the first update
-        return cls(model, _linear_head(hidden, value_init, True).to(device), reward_head, dtype)
+        return cls(model, _linear_head(hidden, value_init, True).to(device), reward_head, dtype, on_policy)
 
     # --- forwards -----------------------------------------------------------------------------------------
 
@@ -92,19 +98,33 @@ class ActorCritic:
                 self.use(adapter)
             return self.backbone(**kwargs).last_hidden_state
 
-    def logprobs(self, batch: dict[str, Any], adapter: str | None, temperature: float,
-                 with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Log-probs (B, R) of the response tokens, and optionally the entropy of each position's distribution;
-        the LM head runs in fp32, on the response positions only."""
-        h = self.hidden(batch, adapter)[:, batch["start"] - 1: -1]
-        logits = F.linear(h.float(), self.lm_head_fp32) / temperature
-        labels = batch["input_ids"][:, batch["start"]:]
-        entropy = ppo_math.entropy_from_logits(logits) if with_entropy else None
-        return ppo_math.logprobs_from_logits(logits, labels), entropy
+    def logprobs(self, batch: dict[str, Any], adapter: str | None, temperature: float) -> torch.Tensor:
+        """Log-probs (B, R) of the response tokens under an adapter (None: the reference)."""
+        return self._logprobs(self.hidden(batch, adapter), batch, temperature)[0]
 
-    def values(self, batch: dict[str, Any]) -> torch.Tensor:
-        h = self.hidden(batch, VALUE)[:, batch["start"] - 1: -1]
-        return self.value_head(h.float()).squeeze(-1)
+    def act(self, batch: dict[str, Any], temperature: float, entropy: bool | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The policy's log-probs, entropy, and the values (B, R): one forward when the value head reads the
+        policy's hidden states, a forward per role otherwise. entropy None: not computed; False: computed
+        without a gradient (for the logs; its backward through the vocabulary is not free); True: with one."""
+        h = self.hidden(batch, POLICY)
+        logprobs, ent = self._logprobs(h, batch, temperature, entropy)
+        if not self.value_on_policy:
+            h = self.hidden(batch, VALUE)
+        return logprobs, ent, self.value_head(h[:, batch["start"] - 1: -1].float()).squeeze(-1)
+
+    def _logprobs(self, h: torch.Tensor, batch: dict[str, Any], temperature: float, entropy: bool | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The LM head in fp32 on the response positions only, then log-probs of the labels (and entropy)."""
+        logits = F.linear(h[:, batch["start"] - 1: -1].float(), self.lm_head_fp32)
+        if temperature != 1.0:
+            logits = logits.div_(temperature)
+        labels = batch["input_ids"][:, batch["start"]:]
+        ent = None
+        if entropy is not None:
+            with torch.set_grad_enabled(entropy and torch.is_grad_enabled()):
+                ent = ppo_math.entropy_from_logits(logits if entropy else logits.detach())
+        return ppo_math.logprobs_from_logits(logits, labels), ent
 
     @torch.no_grad()
     def rewards(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -132,6 +152,7 @@ class ActorCritic:
         train.save_model(self.model, tokenizer, run, adapters=[POLICY])
         run_dir = run.path
         value = {n: p.detach().cpu().contiguous() for n, p in self.model.named_parameters() if f".{VALUE}." in n}
+        # value_model "policy": the head alone (it reads the policy adapter's hidden states)
         value["value_head.weight"] = self.value_head.weight.detach().cpu().contiguous()
         (run_dir / "value").mkdir(exist_ok=True)
         save_file(value, str(run_dir / "value" / "value.safetensors"))

@@ -262,9 +262,9 @@ class PPOTrainer:
         cfg, mask = self.cfg, ro.mask
         raw = self.scorer(ro.prompts, ro.responses).float()
         score = shape_scores(raw, ro.stopped, cfg, self.norm)
-        logprobs, _ = self.ac.logprobs(ro.batch, POLICY, cfg.temperature)
-        ref_logprobs, _ = self.ac.logprobs(ro.batch, None, cfg.temperature)
-        values = self.ac.values(ro.batch) * mask
+        logprobs, _, values = self.ac.act(ro.batch, cfg.temperature)
+        ref_logprobs = self.ac.logprobs(ro.batch, None, cfg.temperature)
+        values = values * mask
         kl = ppo_math.kl_penalty(logprobs, ref_logprobs, cfg.kl_estimator) * mask
         rewards = ppo_math.token_rewards(score.to(kl.device), kl, self.kl_ctl.value, mask)
         advantages, returns = ppo_math.gae(rewards, values, mask, cfg.gamma, cfg.lam)
@@ -293,15 +293,13 @@ class PPOTrainer:
         return {k: sum(v) / len(v) for k, v in stats.items()}
 
     def micro_step(self, exp: Experience, micro: torch.Tensor, weight: float) -> dict[str, float]:
-        """Forward/backward of policy then value on some rows; gradients scaled by their share of the minibatch."""
+        """Forward/backward of policy and value on some rows; gradients scaled by their share of the minibatch."""
         cfg, b, mask = self.cfg, rows(exp.rollout.batch, micro), exp.rollout.mask[micro]
-        logprobs, entropy = self.ac.logprobs(b, POLICY, cfg.temperature, with_entropy=True)
+        logprobs, entropy, values = self.ac.act(b, cfg.temperature, entropy=cfg.entropy_coef > 0)
         pg_loss, pg = ppo_math.policy_loss(logprobs, exp.logprobs[micro], exp.advantages[micro], mask, cfg.clip_range)
         entropy = ppo_math.masked_mean(entropy, mask)
-        ((pg_loss - cfg.entropy_coef * entropy) * weight).backward()
-        vf_loss, vf = ppo_math.value_loss(self.ac.values(b), exp.values[micro], exp.returns[micro], mask,
-                                          cfg.clip_range_value)
-        (cfg.vf_coef * vf_loss * weight).backward()
+        vf_loss, vf = ppo_math.value_loss(values, exp.values[micro], exp.returns[micro], mask, cfg.clip_range_value)
+        ((pg_loss - cfg.entropy_coef * entropy + cfg.vf_coef * vf_loss) * weight).backward()
         return {k: float(v.detach()) for k, v in {"policy_loss": pg_loss, "value_loss": vf_loss, "entropy": entropy,
                                                   **pg, **vf}.items()}
 

@@ -51,8 +51,8 @@ def test_reference_is_the_sft_model_before_any_update(sft_run, prompts_file, tmp
     ro = ppo.rollout(ac, tok, prompts, cfg)
     labels = ro.batch["input_ids"][:, ro.batch["start"]:]
     with torch.no_grad():
-        policy, _ = ac.logprobs(ro.batch, POLICY, 1.0)
-        ref, _ = ac.logprobs(ro.batch, None, 1.0)
+        policy = ac.logprobs(ro.batch, POLICY, 1.0)
+        ref = ac.logprobs(ro.batch, None, 1.0)
     kl = ppo_math.kl_penalty(policy, ref, "k1") * ro.mask
     assert float(kl.abs().max()) < 1e-5  # bf16 too: a fresh adapter adds exact zeros
     if dtype != "fp32":
@@ -91,8 +91,30 @@ def test_reward_rises_and_a_large_kl_coefficient_holds_it_back(tiny_model, promp
     assert manifest["stage"] == "ppo" and (tmp_path / "free" / "adapter" / "adapter_model.safetensors").exists()
 
 
-def test_resume_reproduces_the_next_steps(tiny_model, prompts_file, tmp_path, monkeypatch):
-    kw = dict(model=tiny_model, steps=4, save_steps=2)
+def test_a_value_head_on_the_policy_shares_its_forward_and_learns(tiny_model, prompts_file, tmp_path):
+    cfg = ppo_cfg(tmp_path / "shared", prompts_file, model=tiny_model, dtype="fp32", value_model="policy")
+    lineage, tok = models.tokenizer_for(cfg)
+    ac = ppo.build(cfg, lineage, tok)[0]
+    assert not any(".value." in n for n, _ in ac.model.named_parameters())  # no value adapter: the head alone
+    assert ac.value_params == list(ac.value_head.parameters())
+    ro = ppo.rollout(ac, tok, [[{"role": "user", "content": p["prompt"]}] for p in PROMPTS[:4]], cfg)
+    with torch.no_grad():
+        ac.value_head.weight.normal_()
+        logprobs, _, values = ac.act(ro.batch, 1.0)
+        h = ac.hidden(ro.batch, POLICY)[:, ro.batch["start"] - 1: -1]
+        torch.testing.assert_close(values, ac.value_head(h.float()).squeeze(-1))
+        torch.testing.assert_close(logprobs, ac.logprobs(ro.batch, POLICY, 1.0))
+    result = ppo.run(cfg)
+    r = rewards_of(tmp_path / "shared")
+    assert mean(r[-5:]) > mean(r[:5]) + 0.05, r
+    assert result["metrics"]["kl_end"] > 0
+    from safetensors.torch import load_file
+    assert list(load_file(str(tmp_path / "shared" / "value" / "value.safetensors"))) == ["value_head.weight"]
+
+
+@pytest.mark.parametrize("value_model", ["adapter", "policy"])
+def test_resume_reproduces_the_next_steps(tiny_model, prompts_file, tmp_path, monkeypatch, value_model):
+    kw = dict(model=tiny_model, steps=4, save_steps=2, value_model=value_model)
     ppo.run(ppo_cfg(tmp_path / "straight", prompts_file, **kw))
 
     class Crash(Exception):
