@@ -10,6 +10,7 @@ save the adapter -> optionally, a reward model judges the saved policy's answers
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -127,6 +128,21 @@ def build_trainer(cfg: DPOConfig, out: Run, lineage: dict[str, Any], tokenizer, 
     return trainer
 
 
+@contextlib.contextmanager
+def completion_positions_only():
+    """TRL 1.16's fused LM head projects every position of a DPO batch through the vocabulary off CUDA/XPU
+    (fixed tile shapes for compilers such as Neuron's), prompts and padding included, though only completion
+    positions count. Here it scores those alone, as TRL does on CUDA: each position's arithmetic is the same."""
+    import trl.trainer.utils as trl_utils
+
+    original = trl_utils._use_triton  # on CUDA/XPU: the compact (masked) path, and TRL's Triton kernel
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
 def train_and_evaluate(trainer, out: Run, cfg: DPOConfig, evaluates: bool) -> dict[str, Any]:
     """Evaluate before training (policy == reference: implicit rewards 0, sigmoid loss ln 2; kept in the
     manifest for a resumed run), train, evaluate after."""
@@ -150,7 +166,8 @@ def run(cfg: DPOConfig) -> dict[str, Any]:
         out.start(to_dict(cfg), data={"train": train_rows.files, "eval": eval_rows.files if eval_rows else [],
                                       "counts": {"train": {**counts, **train_rows.skipped}, "eval": eval_counts}})
         trainer = build_trainer(cfg, out, lineage, tokenizer, options, train_set, eval_set)
-        metrics = train_and_evaluate(trainer, out, cfg, bool(eval_set))
+        with completion_positions_only():
+            metrics = train_and_evaluate(trainer, out, cfg, bool(eval_set))
         train.save_model(trainer.model, tokenizer, out, cfg.full)
         out.write(**train.model_fields(cfg, tokenizer, lineage, "causal"))
         out.finish(metrics)

@@ -80,19 +80,25 @@ def versus_reference(model, tok, prompts: list[list[dict]], max_new_tokens: int,
     return out
 
 
-def evaluate_policy(run_dir: str, prompts: list[list[dict]], judge, max_new_tokens: int) -> dict[str, Any]:
+def evaluate_policy(run_dir: str, prompts: list[list[dict]], judge, max_new_tokens: int,
+                    references: dict[str, dict] | None = None) -> dict[str, Any]:
     """A policy run against the model it started from; for a PPO run with snapshots, also each snapshot (the
-    judge-reward-vs-KL curve over training)."""
+    judge-reward-vs-KL curve over training). `references` keeps each reference's greedy answers and scores, so
+    policies trained from the same model (PPO and DPO from one SFT run) generate its answers once."""
     model, tok, manifest = models.load_run(run_dir, merge=False)
     if manifest.get("full"):
         raise ConfigError(f"{run_dir}: a full fine-tuning run has no adapter to switch off, so its reference "
                           "cannot be recovered from it; evaluate LoRA runs, or compare against a separate judge")
     if judge is not None:
         runs.check_same_template(judge.manifest, manifest, f"judge for {run_dir}")
-    with model.disable_adapter():
-        answers = infer.generate(model, tok, prompts, max_new_tokens)
-    reference = {"answers": answers, "length": answer_lengths(tok, answers),
-                 "scores": judge.score(prompts, answers) if judge is not None else None}
+    key = json.dumps([manifest["lineage"]["base"], manifest["lineage"]["adapters"], max_new_tokens])
+    references = {} if references is None else references
+    if key not in references:
+        with model.disable_adapter():
+            answers = infer.generate(model, tok, prompts, max_new_tokens)
+        references[key] = {"answers": answers, "length": answer_lengths(tok, answers),
+                           "scores": judge.score(prompts, answers) if judge is not None else None}
+    reference = references[key]
     curve = []
     for step, path in snapshots(run_dir):
         print(f"[align] {run_dir}: snapshot after {step} iterations", flush=True)
@@ -187,10 +193,10 @@ def evaluate_runs(run_dirs: list[str], prompts_path: str | None, judge_dir: str 
     judge_dir = judge_dir or (rms[0] if rms else None)
     prompts = [v["prompt"] for v in data.load_prompts(prompts_path, comparison_prompts).values()] if policies else []
     judge = reward_model.load_reward_model(judge_dir) if judge_dir and policies else None
-    results = [evaluate_rm(d, pairs_path) for d in rms]
+    results, references = [evaluate_rm(d, pairs_path) for d in rms], {}
     for d in policies:
         print(f"[align] evaluating {d} on {len(prompts)} prompts", flush=True)
-        results.append(evaluate_policy(d, prompts, judge, max_new_tokens))
+        results.append(evaluate_policy(d, prompts, judge, max_new_tokens, references))
     out = {"judge": judge_dir, "prompts": prompts_path, "pairs": pairs_path, "results": results}
     if output:
         Path(output).mkdir(parents=True, exist_ok=True)

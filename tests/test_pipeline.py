@@ -56,8 +56,14 @@ def test_recipe_validate_names_the_bad_key(tiny_model, tmp_path):
     assert runner.invoke(app, ["run", good, "--only", "nope"]).exit_code == 2
 
 
-def test_full_pipeline_with_evaluation_report(tiny_model, tmp_path):
+def test_full_pipeline_with_evaluation_report(tiny_model, tmp_path, monkeypatch):
+    from align import infer
+
     from test_dpo import preference_pairs
+
+    generated = []
+    real_generate = infer.generate
+    monkeypatch.setattr(infer, "generate", lambda *a, **k: generated.append(1) or real_generate(*a, **k))
 
     (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa_rows()))
     (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in PROMPTS))
@@ -86,6 +92,9 @@ def test_full_pipeline_with_evaluation_report(tiny_model, tmp_path):
         r = by_stage[stage]
         assert 0.0 <= r["win_rate"] <= 1.0 and r["reference"].endswith("sft")
         assert abs(r["kl_to_reference"]) < 100 and len(r["samples"]) == 5
+    # PPO and DPO start from the same SFT run: its answers are generated and judged once, for both
+    assert by_stage["ppo"]["reference_reward"] == by_stage["dpo"]["reference_reward"]
+    assert len(generated) == 5  # base (SFT's reference), SFT, SFT (PPO/DPO's reference), PPO, DPO: 6 without it
     text = (report / "report.md").read_text()
     assert "| policy | stage | reference | mean reward |" in text and "| reward model | pairs | accuracy |" in text
     assert "### Reward vs KL to" in text and "ppo, dpo against" in text  # SFT vs its base apart from PPO/DPO vs SFT

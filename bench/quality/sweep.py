@@ -45,7 +45,9 @@ POINTS = {  # stage -> name -> extra flags
     "ppo": {"lr1e-4_ep4_kl0.05": ["--learning-rate", "1e-4", "--ppo-epochs", "4", "--kl-coef", "0.05"],
             "lr1e-4_ep2_kl0.05": ["--learning-rate", "1e-4", "--ppo-epochs", "2", "--kl-coef", "0.05"],
             "lr3e-4_ep2_kl0.05": ["--learning-rate", "3e-4", "--ppo-epochs", "2", "--kl-coef", "0.05"],
-            "lr3e-4_ep2_kl0.2": ["--learning-rate", "3e-4", "--ppo-epochs", "2", "--kl-coef", "0.2"]},
+            "lr3e-4_ep2_kl0.2": ["--learning-rate", "3e-4", "--ppo-epochs", "2", "--kl-coef", "0.2"],
+            "lr1e-4_ep4_kl0.05_vpolicy": ["--learning-rate", "1e-4", "--ppo-epochs", "4", "--kl-coef", "0.05",
+                                          "--value-model", "policy"]},
 }
 
 
