@@ -299,8 +299,9 @@ class PPOConfig(ModelConfig):
     value_model: str = opt("adapter", "adapter: the value model is its own LoRA adapter on the base, initialised "
                            "from the reward model when that shares the base (InstructGPT's separate critic). policy: "
                            "a value head on the policy's hidden states (trlx's and early TRL's design): one "
-                           "forward/backward serves both, so updates take about half the time, and the value loss "
-                           "also trains the policy's adapter.", choices=["adapter", "policy"])
+                           "forward/backward serves both, so updates take about half the time, but the value loss "
+                           "also trains the policy's adapter (on a rule reward: no gain in 10 iterations; "
+                           "bench/quality/RESULTS.md).", choices=["adapter", "policy"])
     lr_scheduler: str = opt("constant", "Learning-rate schedule over all updates.", choices=SCHEDULERS)
     kl_coef: float = opt(0.05, "Initial KL penalty coefficient (beta; not yet swept).", ge=0)
     kl_estimator: str = opt("k1", "Per-token KL estimator for the penalty: k1 (log ratio), k3 (non-negative), k2.",

@@ -9,7 +9,8 @@ align with its defaults (`--dtype auto`), plain TRL with a user's defaults and p
     rm    HH-RLHF helpful pairs (../shared/data/preference), batch 16, max_length 512
     dpo   the same pairs, batch 8, max_length 512
     ppo   data/prompts_train.jsonl, 16 rollouts x 32-token answers, a reward model sharing the base
-          (align ppo's defaults otherwise) beside TRL's RLOOTrainer at 16 completions x 32 tokens
+          (align ppo's defaults otherwise; then with --value-model policy, and with it at one epoch: one
+          policy forward/backward per completion, as RLOO) beside TRL's RLOOTrainer at 16 completions x 32 tokens
 Steps 2..N are timed. Tokens are non-padding tokens trained on. MFU counts 4 x parameters FLOPs per trained
 token (forward + input gradients through the frozen base; LoRA's own weights and attention left out: a lower
 bound) against the bf16 and fp32 matmul peaks measured at the start of the same run. Peak RSS per process.
@@ -82,22 +83,23 @@ def trl(stage: str, variant: str, steps: int, tmp: Path, extra: list[str]) -> di
             "generated_tokens_per_s": res.get("generated_tokens_per_s")}
 
 
-def align_ppo(steps: int, tmp: Path) -> dict:
-    """align ppo with its defaults at 32-token answers, against an RM on the same base (2 RM steps: speed
-    does not depend on how good the RM is). Iterations 2..N timed."""
+def align_ppo(steps: int, tmp: Path, side: str = "defaults", extra: tuple[str, ...] = ()) -> dict:
+    """align ppo with its defaults (plus `extra`) at 32-token answers, against an RM on the same base (2 RM
+    steps: speed does not depend on how good the RM is). Iterations 2..N timed."""
     rm = tmp / "ppo_rm"
-    timed([*ALIGN, "rm", "--model", "smollm2-135m", "--data", "data/pairs_train.jsonl", "--max-steps", "2",
-           "--output", str(rm)], tmp / "ppo_rm.log")
-    out = tmp / "align_ppo"
+    if not (rm / "align.json").exists():
+        timed([*ALIGN, "rm", "--model", "smollm2-135m", "--data", "data/pairs_train.jsonl", "--max-steps", "2",
+               "--output", str(rm)], tmp / "ppo_rm.log")
+    out = tmp / f"align_ppo_{len(extra)}"
     wall, rss = timed([*ALIGN, "ppo", "--model", "smollm2-135m", "--reward", str(rm), "--prompts",
                        "data/prompts_train.jsonl", "--max-new-tokens", "32", "--steps", str(steps), "--save-steps",
-                       "0", "--sample-steps", "0", "--output", str(out)], tmp / "align_ppo.log")
+                       "0", "--sample-steps", "0", *extra, "--output", str(out)], tmp / f"{out.name}.log")
     logs = [json.loads(x) for x in (out / "logs.jsonl").read_text().splitlines()][1:]
     it = [x["time/generate"] + x["time/experience"] + x["time/update"] for x in logs]
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     n = json.loads((out / "align.json").read_text())["config"]["rollout_batch_size"]
     gen = mean([x["response_length"] * n / x["time/generate"] for x in logs])
-    return {"side": "align ppo (defaults)", "stage": "ppo", "samples_per_s": n / mean(it), "iteration_s": mean(it),
+    return {"side": f"align ppo ({side})", "stage": "ppo", "samples_per_s": n / mean(it), "iteration_s": mean(it),
             "generate_s": mean([x["time/generate"] for x in logs]),
             "experience_s": mean([x["time/experience"] for x in logs]),
             "update_s": mean([x["time/update"] for x in logs]), "generated_tokens_per_s": gen,
@@ -142,7 +144,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="align-bench-") as tmp:
         for stage in a.only:
             sides = [] if a.skip_trl else ["default"] + (["tuned"] if stage in a.tuned else [])
-            runs = [lambda: align_ppo(a.ppo_steps, Path(tmp))] if stage == "ppo" else \
+            runs = [lambda: align_ppo(a.ppo_steps, Path(tmp)),
+                    lambda: align_ppo(a.ppo_steps, Path(tmp), "--value-model policy", ("--value-model", "policy")),
+                    lambda: align_ppo(a.ppo_steps, Path(tmp), "--value-model policy --ppo-epochs 1: RLOO's passes",
+                                      ("--value-model", "policy", "--ppo-epochs", "1"))] \
+                if stage == "ppo" else \
                 [lambda: align_stage(stage, data[stage], a.steps, Path(tmp))]
             runs += [lambda v=v: trl("rloo" if stage == "ppo" else stage, v, a.ppo_steps if stage == "ppo" else a.steps,
                                      Path(tmp), []) for v in sides]
