@@ -297,3 +297,21 @@ def test_the_bf16_probe_is_measured_once_per_cpu_and_kept(monkeypatch):
     monkeypatch.setattr(models, "measure_bf16_speedup", lambda: 0.5)
     assert models.cpu_bf16_speedup() == 2.5
     models.cpu_bf16_speedup.cache_clear()
+
+
+def test_the_lm_head_gets_a_contiguous_input_and_the_same_logits(tiny_model):
+    """generate's prefill and align eval hand the head a strided slice (logits_to_keep), which torch multiplies by
+    expanding the head weight per row; load_base makes the slice contiguous first: same logits."""
+    import torch
+
+    from align import models
+
+    model = models.load_base(tiny_model, dtype="fp32")
+    seen = []
+    model.get_output_embeddings().register_forward_pre_hook(lambda _m, args: seen.append(args[0].is_contiguous()))
+    ids = torch.randint(0, 100, (3, 9))
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        last = model(input_ids=ids, logits_to_keep=4).logits
+    torch.testing.assert_close(last, full[:, -4:])
+    assert seen == [True, True]
