@@ -7,7 +7,8 @@ align with its defaults (`--dtype auto`), plain TRL with a user's defaults and p
 (bench/trl_cpu.py). Same model (the embedded SmolLM2-135M, LoRA r16 all-linear), same data, same shapes:
     sft   data/sft_train.jsonl, batch 8, max_length 512
     rm    HH-RLHF helpful pairs (../shared/data/preference), batch 16, max_length 512
-    dpo   the same pairs, batch 8, max_length 512
+    dpo   the same pairs, batch 8, max_length 512 (align: prompts cut to their last 256 tokens; TRL truncates
+          the whole sequence)
     ppo   data/prompts_train.jsonl, 16 rollouts x 32-token answers, a reward model sharing the base
           (align ppo's defaults otherwise; then with --value-model policy, and with it at one epoch: one
           policy forward/backward per completion, as RLOO) beside TRL's RLOOTrainer at 16 completions x 32 tokens
@@ -139,7 +140,7 @@ def main() -> None:
           f"fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s", flush=True)
     data = {"sft": ["--model", "smollm2-135m", "--data", "data/sft_train.jsonl", "--max-length", "512"],
             "rm": ["--model", "smollm2-135m", "--data", str(HH), "--max-length", "512"],
-            "dpo": ["--model", "smollm2-135m", "--data", str(HH), "--max-length", "512"]}
+            "dpo": ["--model", "smollm2-135m", "--data", str(HH), "--max-length", "512", "--max-prompt-length", "256"]}
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="align-bench-") as tmp:
         for stage in a.only:
