@@ -123,7 +123,7 @@ class ActorCritic:
         ent = None
         if entropy is not None:
             with torch.set_grad_enabled(entropy and torch.is_grad_enabled()):
-                ent = ppo_math.entropy_from_logits(logits if entropy else logits.detach())
+                ent = ppo_math.entropy_from_logits(logits)
         return ppo_math.logprobs_from_logits(logits, labels), ent
 
     @torch.no_grad()

@@ -198,6 +198,7 @@ def set_threads() -> None:
     torch.set_num_threads(max(1, physical_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
+@functools.cache  # once per process: every load_base calls it
 def keep_freed_memory() -> None:
     """On Linux (glibc), keep freed memory in the heap for reuse. glibc serves blocks over 32 MB (a logits or
     log-softmax tensor over the vocabulary: 50 MB for 256 positions of SmolLM2, 800 MB for a packed SFT batch)
