@@ -194,7 +194,16 @@ class SFTConfig(TrainConfig):
 
 
 @dataclass
-class RMConfig(TrainConfig):
+class PairConfig(TrainConfig):
+    """What the stages that learn from comparisons share."""
+
+    prefix_sharing: bool = opt(True, "Run the prompt a comparison's responses share once, not once per response (a "
+                                      "mask keeps the responses apart; same results up to float rounding): ~1.5x "
+                                      "fewer tokens on HH-RLHF. Needs SDPA attention, else it is off.")
+
+
+@dataclass
+class RMConfig(PairConfig):
     """Reward model: a scalar score head trained on comparisons with the Bradley-Terry loss.
 
     Defaults suit a small model (SmolLM2-135M) with LoRA: a LoRA learning rate (~20x InstructGPT's full
@@ -219,7 +228,7 @@ class RMConfig(TrainConfig):
 
 
 @dataclass
-class DPOConfig(TrainConfig):
+class DPOConfig(PairConfig):
     """Direct preference optimisation from the SFT model (the reference is the SFT model exactly).
 
     LoRA needs a far higher learning rate than full fine-tuning: at the 5e-6 that full-FT recipes use, a

@@ -4,7 +4,7 @@ Read and validate comparisons (the RM stage's loader: pairs, HH-RLHF dialogues, 
 tokenise prompt / chosen / rejected ourselves with the chat template, split at the token level, each
 response ending at its end-of-turn token -> claim the run directory -> base + SFT lineage merged with a
 fresh LoRA on top: with the adapter disabled that is the SFT model exactly, and it is the reference ->
-TRL's DPOTrainer -> implicit-reward accuracy, margins and log-probs on the eval pairs before and after ->
+TRL's DPOTrainer, its chosen and rejected rows running their prompt once (prefix sharing) -> implicit-reward accuracy, margins and log-probs on the eval pairs before and after ->
 save the adapter -> optionally, a reward model judges the saved policy's answers against the SFT model's.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 from align import chat, data, evaluate, models, reward_model, train
 from align.config import DPOConfig, to_dict
 from align.errors import DataError
+from align.prefix_sharing import PrefixSharing
 from align.runs import Run
 
 
@@ -105,15 +106,29 @@ def build_trainer(cfg: DPOConfig, out: Run, lineage: dict[str, Any], tokenizer, 
 
     class PreTokenizedDPOTrainer(DPOTrainer):
         """TRL's DPO on rows we tokenised ourselves. TRL 1.16 would re-tokenise any dataset it is given (and
-        run extract_prompt on one without a prompt column), so its preparation step is skipped."""
+        run extract_prompt on one without a prompt column), so its preparation step is skipped. Its batches
+        are [chosen rows; rejected rows]: with `sharing`, row i and row i + B run their common prompt once."""
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             return dataset
+
+        def _pairs_shared(self, inputs):
+            half = len(inputs["input_ids"]) // 2
+            return sharing.over([[i, half + i] for i in range(half)]) if sharing else contextlib.nullcontext()
+
+        def _compute_loss(self, model, inputs, return_outputs):
+            with self._pairs_shared(inputs):
+                return super()._compute_loss(model, inputs, return_outputs)
+
+        def compute_ref_log_probs(self, model, inputs):
+            with self._pairs_shared(inputs):
+                return super().compute_ref_log_probs(model, inputs)
 
     model = models.prepare(cfg, "causal", lineage, tokenizer)
     if cfg.full:
         model.requires_grad_(True)  # merging a lineage (peft, inference mode) leaves the weights frozen
     ref_model = copy.deepcopy(model).eval() if cfg.full and not cfg.precompute_ref_log_probs else None
+    sharing = PrefixSharing(*[m for m in (model, ref_model) if m is not None]) if cfg.prefix_sharing else None
     args = train.trainer_args(cfg, out, TRLDPOConfig, tokens_per_example=2 * cfg.max_length,
                               max_tokens=train.micro_batch_tokens(cfg, model, lm_head=True), **options)
     trainer = PreTokenizedDPOTrainer(model=model, ref_model=ref_model, args=args, processing_class=tokenizer,

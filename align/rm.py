@@ -4,7 +4,8 @@ Read and validate comparisons (pairs, HH-RLHF dialogues, rankings -> pairs) -> t
 response of a prompt once, ending at its end-of-turn token -> claim the run directory -> base (+lineage)
 as a 1-output sequence classifier with LoRA (task SEQ_CLS: the score head trains and is saved with the
 adapter) -> Bradley-Terry loss over all pairs of a prompt in one batch (as InstructGPT does, so K ranked
-responses are encoded once, not K-1 times) -> eval accuracy/margin -> record the reward mean/std for PPO.
+responses are encoded once, not K-1 times; with prefix sharing their prompt runs once, not K times) -> eval
+accuracy/margin -> record the reward mean/std for PPO.
 
 The score is read at each sequence's last real token, found from the attention mask (right padding). HF's
 own sequence classifiers read the rightmost token that is not the pad token: when pad == EOS (SmolLM2, our
@@ -25,6 +26,7 @@ from transformers import Trainer, TrainingArguments
 from align import data, models, reward_model, train
 from align.config import RMConfig, to_dict
 from align.errors import DataError
+from align.prefix_sharing import PrefixSharing
 from align.runs import Run
 
 NORM_SAMPLE = 512  # responses scored for the reward mean/std: ~4% precision (std/sqrt(512)); 4096 took ~10 min on CPU
@@ -97,18 +99,20 @@ class GroupedBatches(torch.utils.data.Dataset):
         return self.batches[i]
 
 
-def collate_groups(groups: list[Group], pad_id: int) -> dict[str, torch.Tensor]:
-    """Groups -> their distinct sequences, right-padded, and pair indices into them."""
-    seqs, chosen, rejected, margin = [], [], [], []
+def collate_groups(groups: list[Group], pad_id: int) -> dict[str, Any]:
+    """Groups -> their distinct sequences, right-padded, pair indices into them, and each group's rows (they
+    share the prompt: prefix_sharing runs it once)."""
+    seqs, chosen, rejected, margin, rows = [], [], [], [], []
     for g in groups:
         base = len(seqs)
         seqs += g.sequences
+        rows.append(list(range(base, len(seqs))))
         for c, r, m in g.pairs:
             chosen.append(base + c)
             rejected.append(base + r)
             margin.append(m)
     return {**reward_model.pad_right(seqs, pad_id), "chosen": torch.tensor(chosen), "rejected": torch.tensor(rejected),
-            "margin": torch.tensor(margin)}
+            "margin": torch.tensor(margin), "groups": rows}
 
 
 def micro_batches(groups: list[Group], max_tokens: int) -> list[list[Group]]:
@@ -151,15 +155,20 @@ def bradley_terry(rewards: torch.Tensor, batch: dict[str, torch.Tensor],
 
 class GroupedRewardTrainer(Trainer):
     """The Trainer's loop (checkpoints, resume, logging) with our grouped pairwise loss, run in micro-batches
-    of at most `micro_batch_tokens` tokens so that memory does not grow with the batch, and eval metrics."""
+    of at most `micro_batch_tokens` tokens so that memory does not grow with the batch, and eval metrics.
+    With `sharing`, the responses of a prompt run its tokens once."""
 
-    def __init__(self, *args, center_coef: float, micro_batch_tokens: int, **kwargs):
+    def __init__(self, *args, center_coef: float, micro_batch_tokens: int, sharing: PrefixSharing | None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
-        self.center_coef, self.micro_batch_tokens = center_coef, micro_batch_tokens
+        self.center_coef, self.micro_batch_tokens, self.sharing = center_coef, micro_batch_tokens, sharing
+
+    def rewards(self, model, inputs) -> torch.Tensor:
+        with self.sharing.over(inputs["groups"]) if self.sharing else contextlib.nullcontext():
+            return reward_model.sequence_rewards(model, inputs["input_ids"], inputs["attention_mask"])
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, diff = bradley_terry(reward_model.sequence_rewards(model, inputs["input_ids"], inputs["attention_mask"]),
-                                   inputs, self.center_coef)
+        loss, diff = bradley_terry(self.rewards(model, inputs), inputs, self.center_coef)
         loss = loss * inputs.get("weight", 1.0)
         return (loss, {"diff": diff}) if return_outputs else loss
 
@@ -188,8 +197,7 @@ class GroupedRewardTrainer(Trainer):
         for groups in batches:
             for part in collate(self.processing_class.pad_token_id, self.micro_batch_tokens, [groups])["micro"]:
                 inputs = self._prepare_inputs(part)
-                rewards = reward_model.sequence_rewards(self.model, inputs["input_ids"], inputs["attention_mask"])
-                loss, diff = bradley_terry(rewards, inputs, 0.0)
+                loss, diff = bradley_terry(self.rewards(self.model, inputs), inputs, 0.0)
                 losses.append(float(loss) * len(diff))
                 diffs.append(diff.cpu())
         d = torch.cat(diffs).tolist()
@@ -243,7 +251,8 @@ def run(cfg: RMConfig) -> dict[str, Any]:
                                   per_device_eval_batch_size=1)
         trainer = GroupedRewardTrainer(
             model=model, args=args, processing_class=tokenizer, center_coef=cfg.center_rewards_coef,
-            micro_batch_tokens=micro, train_dataset=GroupedBatches(batches_of(train_groups, cfg.batch_size, cfg.seed)),
+            micro_batch_tokens=micro, sharing=PrefixSharing(model) if cfg.prefix_sharing else None,
+            train_dataset=GroupedBatches(batches_of(train_groups, cfg.batch_size, cfg.seed)),
             eval_dataset=GroupedBatches(batches_of(eval_groups, cfg.batch_size, cfg.seed)) if eval_groups else None,
             data_collator=lambda b: collate(tokenizer.pad_token_id, micro, b))
         train.use_our_callbacks(trainer, out)

@@ -1,0 +1,108 @@
+"""Prefix sharing on real pairs: a reward-model step and a DPO step with and without it, alternating in one
+process (these machines drift; a ratio from one run is what holds).
+
+    python bench/prefix_sharing.py [--pairs 8] [--reps 3] [--max-length 512]
+
+The embedded SmolLM2-135M with LoRA r16 all-linear at `--dtype auto`, the first HH-RLHF helpful pairs
+(../shared/data/preference), encoded as the stages encode them:
+    rm    a prompt's responses (align rm: left truncation), forward + backward of the sequence classifier
+    dpo   prompt + chosen / rejected (align dpo: prompt cut to its last max_length/2 tokens), the policy's
+          forward + backward and the reference's forward (adapter off), as TRL's DPOTrainer runs them
+The loss is a stand-in (the mean of the outputs read): what is timed is the model, which is all sharing changes.
+Prints tokens the model ran and seconds per step, each side, and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from align import config, data, dpo, models, rm
+from align.prefix_sharing import PrefixSharing
+
+HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "preference" / "hh_helpful_rejection_sampled_test.jsonl.gz"
+
+
+def lora(kind: str, dtype: str):
+    from peft import LoraConfig, get_peft_model
+
+    model = models.load_base(models.resolve("smollm2-135m"), kind, dtype=dtype)
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
+                                             task_type="SEQ_CLS" if kind == "seq_cls" else "CAUSAL_LM"))
+    models.upcast_trainable(model)
+    models.run_in(model, models.compute_dtype(dtype))
+    return model
+
+
+def padded(rows: list[list[int]], pad: int) -> dict[str, torch.Tensor]:
+    width = max(map(len, rows))
+    return {"input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+            "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])}
+
+
+def rm_step(model, batch):
+    model(**batch, use_cache=False).logits.float().mean().backward()
+
+
+def dpo_step(model, batch):
+    model(**batch, use_cache=False).logits[:, -1].float().mean().backward()
+    with torch.no_grad(), model.disable_adapter():
+        model(**batch, use_cache=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--max-length", type=int, default=512)
+    args = ap.parse_args()
+    models.set_threads()
+    dtype = models.dtype_name("auto")
+    tok = models.load_tokenizer(models.resolve("smollm2-135m"))
+    loaded = data.load_pairs([str(HH)])
+    loaded.rows = loaded.rows[:args.pairs]
+    groups, _ = rm.encode_groups(loaded, tok, args.max_length, "left")
+    rm_rows = [s for g in groups for s in g.sequences]
+    at, rm_groups = 0, []
+    for g in groups:
+        rm_groups.append(list(range(at, at + len(g.sequences))))
+        at += len(g.sequences)
+    cfg = config.DPOConfig(max_length=args.max_length, max_prompt_length=args.max_length // 2)
+    counts = {"truncated_prompts": 0, "truncated_responses": 0}
+    pairs = [dpo.encode_pair(tok, row.value, cfg, counts) for row in loaded.rows]
+    dpo_rows = [p["prompt_ids"] + p[f"{side}_ids"] for side in ("chosen", "rejected") for p in pairs]
+    n = len(pairs)
+    cases = {"rm": (lora("seq_cls", dtype), rm_rows, rm_groups, rm_step),
+             "dpo": (lora("causal", dtype), dpo_rows, [[i, n + i] for i in range(n)], dpo_step)}
+    print(f"dtype {dtype}, {torch.get_num_threads()} threads, {n} HH pairs, max_length {args.max_length}")
+    for name, (model, rows, shared_groups, step) in cases.items():
+        sharing, batch = PrefixSharing(model), padded(rows, tok.pad_token_id)
+        seen = []
+        hook = models.unwrap(model).get_input_embeddings().register_forward_hook(
+            lambda m, a, o: seen.append(a[0].numel()))
+        times, tokens = {False: [], True: []}, {}
+        for rep in range(args.reps + 1):  # the first round warms up, untimed
+            for shared in (False, True):
+                model.zero_grad()
+                seen.clear()
+                t = time.perf_counter()
+                with sharing.over(shared_groups if shared else None):
+                    step(model, batch)
+                if rep:
+                    times[shared].append(time.perf_counter() - t)
+                tokens[shared] = seen[0]
+        hook.remove()
+        real = int(batch["attention_mask"].sum())
+        plain, shared = statistics.median(times[False]), statistics.median(times[True])
+        print(f"{name}: {len(rows)} rows, {real} real tokens; padded batch {tokens[False]} tokens, {plain:.2f} s; "
+              f"shared {tokens[True]} tokens, {shared:.2f} s; {plain / shared:.2f}x "
+              f"(s per rep: {[round(x, 2) for x in times[False]]} vs {[round(x, 2) for x in times[True]]})",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
