@@ -23,18 +23,23 @@ def load_any(spec: str, trust_remote_code: bool = False, kind: str | None = None
     return model, tok
 
 
-def length_batches(lengths: list[int], max_tokens: int = 0, max_rows: int = 0) -> list[list[int]]:
+def length_batches(lengths: list[int], max_tokens: int = 0, max_rows: int = 0,
+                   rows: list[int] | None = None) -> list[list[int]]:
     """Indices of items of these lengths, shortest first, cut into batches of at most `max_tokens` padded
     tokens (rows x the longest) and `max_rows` rows (0: no limit). Items of similar length go together, so
-    little is spent on padding; an item over `max_tokens` alone makes its own batch."""
+    little is spent on padding; an item over `max_tokens` alone makes its own batch. An item may hold several
+    rows (`rows`, default 1 each: a group of sequences kept together, `lengths` its longest)."""
     out: list[list[int]] = []
+    held = 0  # rows in the current batch
     for i in sorted(range(len(lengths)), key=lengths.__getitem__):
-        current = out[-1] if out else []
-        full = (max_rows and len(current) >= max_rows) or (max_tokens and lengths[i] * (len(current) + 1) > max_tokens)
-        if not current or full:
+        n = rows[i] if rows else 1
+        full = (max_rows and held + n > max_rows) or (max_tokens and lengths[i] * (held + n) > max_tokens)
+        if not out or full:
             out.append([i])
+            held = n
         else:
-            current.append(i)
+            out[-1].append(i)
+            held += n
     return out
 
 

@@ -51,7 +51,8 @@ def plan(ids: list[list[int]], groups: Sequence[Sequence[int]]) -> tuple[list[li
     for u in sorted(range(len(units)), key=lambda u: -len(units[u])):
         row = next((i for i, r in enumerate(rows) if len(r) + len(units[u]) <= width), None)
         if row is None:
-            row, _ = len(rows), rows.append([])
+            rows.append([])
+            row = len(rows) - 1
         start[u] = (row, len(rows[row]))
         rows[row] += units[u]
     where = []

@@ -8,6 +8,8 @@ last real token (never at padding, also when pad == EOS).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +17,7 @@ import torch
 
 from align import chat, data, infer, models, runs
 from align.errors import RunError
+from align.prefix_sharing import PrefixSharing
 
 SCORE_TOKENS = 8192  # padded tokens per scoring pass: rows of similar length, so little is spent on padding
 
@@ -82,14 +85,23 @@ def sequence_rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
 
 
 @torch.no_grad()
-def score_sequences(model, seqs: list[list[int]], pad_id: int, max_tokens: int = SCORE_TOKENS) -> list[float]:
+def score_sequences(model, seqs: list[list[int]], pad_id: int, max_tokens: int = SCORE_TOKENS,
+                    groups: list[list[int]] | None = None, sharing: PrefixSharing | None = None) -> list[float]:
     """The reward of each token sequence, in their order; computed shortest first, in batches of at most
-    `max_tokens` padded tokens (infer.length_batches)."""
+    `max_tokens` padded tokens (infer.length_batches). `groups` (indices of sequences that share a prompt)
+    stay in one batch, and with `sharing` run their prompt once."""
     device = next(model.parameters()).device
+    groups = groups or [[i] for i in range(len(seqs))]
     out: list[float] = [0.0] * len(seqs)
-    for idx in infer.length_batches([len(s) for s in seqs], max_tokens):
-        batch = {k: t.to(device) for k, t in pad_right([seqs[i] for i in idx], pad_id).items()}
-        for i, r in zip(idx, sequence_rewards(model, **batch).tolist()):
+    for batch in infer.length_batches([max(len(seqs[i]) for i in g) for g in groups], max_tokens,
+                                      rows=[len(g) for g in groups]):
+        idx = [i for b in batch for i in groups[b]]
+        starts = [0] + list(itertools.accumulate(len(groups[b]) for b in batch))
+        local = [list(range(a, z)) for a, z in zip(starts, starts[1:])]
+        inputs = {k: t.to(device) for k, t in pad_right([seqs[i] for i in idx], pad_id).items()}
+        with sharing.over(local) if sharing else contextlib.nullcontext():
+            rewards = sequence_rewards(model, **inputs).tolist()
+        for i, r in zip(idx, rewards):
             out[i] = r
     return out
 
@@ -120,20 +132,25 @@ class RewardModel:
 
     def __init__(self, model, tokenizer, manifest: dict[str, Any], max_tokens: int = SCORE_TOKENS):
         self.model, self.tokenizer, self.manifest, self.max_tokens = model, tokenizer, manifest, max_tokens
+        self.sharing = PrefixSharing(model)
 
     def score(self, prompts: list[list[dict]], responses: list[str | list[dict]]) -> list[float]:
         """One reward per (prompt, response), in their order. Each distinct pair is encoded and scored once
-        (a ranking's responses recur across its pairs), shortest first in batches of similar length."""
+        (a ranking's responses recur across its pairs), in batches of similar length; the responses to one
+        prompt go together and run the prompt once (prefix sharing)."""
         index: dict[str, int] = {}  # a distinct (prompt, response) -> its place in `seqs`
+        by_prompt: dict[str, list[int]] = {}  # a prompt -> the places of its responses
         seqs, where = [], []  # where: each row's place in `seqs`
         max_length = self.manifest["config"]["max_length"]
         for p, r in zip(prompts, responses):
             key = repr((p, r))
             if key not in index:
                 index[key] = len(seqs)
+                by_prompt.setdefault(repr(p), []).append(len(seqs))
                 seqs.append(scoring_ids(self.tokenizer, p, r, max_length))
             where.append(index[key])
-        scores = score_sequences(self.model, seqs, self.tokenizer.pad_token_id, self.max_tokens)
+        scores = score_sequences(self.model, seqs, self.tokenizer.pad_token_id, self.max_tokens,
+                                 list(by_prompt.values()), self.sharing)
         return [scores[i] for i in where]
 
     def score_conversations(self, conversations: list[list[dict]]) -> list[float]:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from align import chat, config, data, infer, models, reward_model, rm, train
+from align import chat, config, data, infer, models, prefix_sharing, reward_model, rm, train
 from align.cli import app
 from align.errors import ConfigError, DataError, RunError
 
@@ -166,34 +166,41 @@ def test_align_score_on_answers_and_conversations(trained_rm, jsonl):
 
 
 def test_scoring_encodes_each_distinct_response_once_in_batches_of_similar_length(trained_rm, monkeypatch):
-    """RewardModel.score dedupes, sorts by length and batches by a token budget, and gives each row the score
-    it has when scored alone, in the rows' order."""
+    """RewardModel.score dedupes, keeps a prompt's responses in one batch (they run the prompt once), batches
+    by length and a token budget, and gives each row the score it has when scored alone, in the rows' order."""
     _, _, live = trained_rm
     q = [[{"role": "user", "content": "tell me about " + w}] for w in ("the cat", "a big red sky and the green sea")]
     answers = ["banana", "red " * 12, "the cat sat on the mat " * 3, "banana", "blue sky", "red " * 12, "yes"]
     prompts = [q[i % 2] for i in range(len(answers))] + [q[0]] * 3
     answers = answers + ["banana", "the cat sat on the mat " * 3, "banana"]  # rows 5, 7, 8, 9 repeat 1, 0, 2, 0
     alone = [live.score([p], [a])[0] for p, a in zip(prompts, answers)]
-    seen = []
-    real = reward_model.sequence_rewards
+    seen, shared = [], []
+    real, plan = reward_model.sequence_rewards, prefix_sharing.plan
 
     def counted(model, input_ids, attention_mask):
         seen.append(attention_mask)
         return real(model, input_ids, attention_mask)
 
+    def planned(ids, groups):
+        shared.append(sorted(map(len, groups)))
+        return plan(ids, groups)
+
     monkeypatch.setattr(reward_model, "sequence_rewards", counted)
+    monkeypatch.setattr(prefix_sharing, "plan", planned)
     budget = 96
     batched = reward_model.RewardModel(live.model, live.tokenizer, live.manifest, max_tokens=budget)
     scores = batched.score(prompts, answers)
     assert scores == pytest.approx(alone, abs=1e-5)
     distinct = {repr((p, a)) for p, a in zip(prompts, answers)}
     assert sum(len(m) for m in seen) == len(distinct) == 6  # each distinct pair scored once
-    assert len(seen) > 2 and all(m.numel() <= budget or len(m) == 1 for m in seen)  # within the token budget
-    assert any(len(m) > 1 and not m.all() for m in seen)  # a batch with padding: scores as alone all the same
-    lengths = [n for m in seen for n in m.sum(-1).tolist()]
-    assert lengths == sorted(lengths)  # shortest first: rows of a batch have similar lengths
+    assert sorted(n for groups in shared for n in groups) == [2, 4]  # q1's 2 distinct answers, q0's 4: together
+    widths = [m.size(1) for m in seen]
+    assert widths == sorted(widths)  # shortest first
+    assert len(shared) == len(seen)  # every batch shared its prompts
+    assert all(m.numel() <= budget or len(groups) == 1 for m, groups in zip(seen, shared))  # or a group alone
     assert infer.length_batches([5, 1, 4, 9, 2], max_tokens=8) == [[1, 4], [2], [0], [3]]
     assert infer.length_batches([5, 1, 4, 9, 2], max_rows=2) == [[1, 4], [2, 0], [3]]
+    assert infer.length_batches([5, 1, 4], max_tokens=16, rows=[1, 2, 2]) == [[1, 2], [0]]  # groups of rows
 
 
 def test_a_reward_model_run_is_checked_once_for_every_use(trained_rm, tiny_model, tiny_base_model, tmp_path):
