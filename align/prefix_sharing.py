@@ -9,12 +9,14 @@ what it sees in its own row, at the same position. The hidden states are then la
 
 The model is not told: its backbone's forward is wrapped, so everything after it (score head, TRL's fused LM
 head, losses, metrics, gradients) runs as before, and results equal the unshared ones up to float rounding.
-Only with SDPA attention (a boolean mask); other attention kernels run the batch as it is.
+Only with SDPA attention, full attention in every layer and no router (`supported`); otherwise, and for
+what it cannot take (left padding, fixed positions, a cache), the batch runs as it is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import types
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -63,32 +65,48 @@ def plan(ids: list[list[int]], groups: Sequence[Sequence[int]]) -> tuple[list[li
     return rows, where
 
 
+def supported(config) -> bool:
+    """SDPA attention (it takes the boolean mask as given), full attention in every layer (a sliding window
+    would need its own mask) and no router (its logits and load-balancing loss are not handed back)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    sliding = (getattr(text, "sliding_window", None) and getattr(text, "use_sliding_window", True)) or \
+        any("sliding" in str(t) for t in getattr(text, "layer_types", None) or ())
+    routed = any(getattr(text, k, None) for k in ("num_experts", "num_local_experts", "n_routed_experts"))
+    return config._attn_implementation == "sdpa" and not sliding and not routed
+
+
+def _forward(backbone, *args, **kwargs):
+    """The backbone's forward while wrapped: shared inside its PrefixSharing's `over`, as it was elsewhere."""
+    sharing, original = backbone._align_prefix_sharing, backbone._align_unshared_forward
+    if len(args) == 1 and "input_ids" not in kwargs:  # sequence classifiers pass input_ids by position
+        args, kwargs = (), {**kwargs, "input_ids": args[0]}
+    if sharing.groups is None or args or not PrefixSharing.shareable(kwargs):
+        return original(*args, **kwargs)
+    return sharing._shared_forward(original, **kwargs)
+
+
 class PrefixSharing:
     """Wraps the backbones of `models` (a policy and its frozen reference copy) once; inside `over(groups)`
-    their forwards of right-padded batches share the groups' prefixes (groups: disjoint lists of row indices)."""
+    their forwards of right-padded batches share the groups' prefixes (groups: disjoint lists of row indices).
+    The wrapper is a method of the backbone and keeps its state on it, so a deep copy of the model is a model
+    of its own (it runs its own weights, unshared until wrapped), and wrapping twice wraps once."""
 
     def __init__(self, *models_):
         self.groups = None
         inners = [models.unwrap(m) for m in models_]
-        self.active = all(inner.config._attn_implementation == "sdpa" for inner in inners)
-        for inner in inners:
-            self._wrap(inner.base_model)
-
-    def _wrap(self, backbone) -> None:
-        original = backbone.forward
-
-        def forward(*args, **kwargs):
-            if len(args) == 1 and "input_ids" not in kwargs:  # sequence classifiers pass input_ids by position
-                args, kwargs = (), {**kwargs, "input_ids": args[0]}
-            if self.groups is None or args or not self._shareable(kwargs):
-                return original(*args, **kwargs)
-            return self._shared_forward(original, **kwargs)
-
-        backbone.forward = forward
+        self.active = all(supported(inner.config) for inner in inners)
+        self.backbones = [inner.base_model for inner in inners]
+        for backbone in self.backbones:
+            if not hasattr(backbone, "_align_unshared_forward"):
+                backbone._align_unshared_forward = backbone.forward
+                backbone.forward = types.MethodType(_forward, backbone)
+            backbone._align_prefix_sharing = self
 
     @contextlib.contextmanager
     def over(self, groups: Sequence[Sequence[int]] | None) -> Iterator[None]:
         """Groups of row indices of the coming batches (rows in none of them run alone); None: no sharing."""
+        for backbone in self.backbones:  # the latest `over` is the one in charge of a backbone
+            backbone._align_prefix_sharing = self
         self.groups = groups if self.active else None
         try:
             yield
@@ -96,11 +114,15 @@ class PrefixSharing:
             self.groups = None
 
     @staticmethod
-    def _shareable(kwargs) -> bool:
+    def shareable(kwargs) -> bool:
+        """A right-padded batch of token ids, with nothing that would fix positions or ask for more outputs."""
         mask = kwargs.get("attention_mask")
-        return (kwargs.get("input_ids") is not None and mask is not None and mask.dim() == 2
-                and all(kwargs.get(k) is None for k in ("position_ids", "cache_position", "past_key_values",
-                                                         "inputs_embeds")))
+        if kwargs.get("input_ids") is None or mask is None or mask.dim() != 2:
+            return False
+        unset = ("position_ids", "cache_position", "past_key_values", "cache", "inputs_embeds", "output_attentions",
+                 "output_hidden_states", "output_router_logits")
+        return all(not kwargs.get(k) if k.startswith("output") else kwargs.get(k) is None for k in unset) \
+            and bool((mask[:, 1:] <= mask[:, :-1]).all())
 
     def _shared_forward(self, original, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
         """Right-padded rows -> packed shared rows -> the backbone -> hidden states in the rows' layout (a pad

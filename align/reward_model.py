@@ -89,14 +89,18 @@ def score_sequences(model, seqs: list[list[int]], pad_id: int, max_tokens: int =
                     groups: list[list[int]] | None = None, sharing: PrefixSharing | None = None) -> list[float]:
     """The reward of each token sequence, in their order; computed shortest first, in batches of at most
     `max_tokens` padded tokens (infer.length_batches). `groups` (indices of sequences that share a prompt)
-    stay in one batch, and with `sharing` run their prompt once."""
+    stay in one batch (a group over the budget in parts that fit it), and with `sharing` run their prompt
+    once."""
     device = next(model.parameters()).device
-    groups = groups or [[i] for i in range(len(seqs))]
+    parts = []  # each group, or where it is over the budget, its parts that fit
+    for g in groups or [[i] for i in range(len(seqs))]:
+        size = max(1, max_tokens // max(len(seqs[i]) for i in g)) if max_tokens else len(g)
+        parts += [g[i:i + size] for i in range(0, len(g), size)]
     out: list[float] = [0.0] * len(seqs)
-    for batch in infer.length_batches([max(len(seqs[i]) for i in g) for g in groups], max_tokens,
-                                      rows=[len(g) for g in groups]):
-        idx = [i for b in batch for i in groups[b]]
-        starts = [0] + list(itertools.accumulate(len(groups[b]) for b in batch))
+    for batch in infer.length_batches([max(len(seqs[i]) for i in g) for g in parts], max_tokens,
+                                      rows=[len(g) for g in parts]):
+        idx = [i for b in batch for i in parts[b]]
+        starts = [0] + list(itertools.accumulate(len(parts[b]) for b in batch))
         local = [list(range(a, z)) for a, z in zip(starts, starts[1:])]
         inputs = {k: t.to(device) for k, t in pad_right([seqs[i] for i in idx], pad_id).items()}
         with sharing.over(local) if sharing else contextlib.nullcontext():

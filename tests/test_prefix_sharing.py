@@ -3,12 +3,14 @@ log-probs, gradients, whole RM and DPO runs) equals the unshared computation to 
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from safetensors import safe_open
 
 from align import config, dpo, models, prefix_sharing, rm
-from align.prefix_sharing import PrefixSharing, common_prefix, plan
+from align.prefix_sharing import PrefixSharing, common_prefix, plan, supported
 from conftest import write_jsonl
 from test_dpo import dpo_cfg
 from test_dpo import tmp  # noqa: F401  (fixture: the DPO tests' SFT run and preference files)
@@ -78,12 +80,34 @@ def test_shared_forward_and_gradients_equal_the_padded_batch(tiny_model):
         assert seen[n] == batch["input_ids"].numel()
 
 
-def test_without_sdpa_attention_nothing_is_shared(tiny_model):
+def test_what_sharing_cannot_take_runs_as_it_is(tiny_model):
     model = lora_model(tiny_model)
+    config_ = models.unwrap(model).config
+    assert supported(config_)
+    for attr, value in (("_attn_implementation", "eager"), ("sliding_window", 64), ("num_local_experts", 4)):
+        changed = copy.deepcopy(config_)
+        setattr(changed, attr, value)
+        assert not supported(changed), attr
+    batch = padded(ROWS, 0)
+    assert PrefixSharing.shareable(batch)
+    assert not PrefixSharing.shareable({**batch, "attention_mask": batch["attention_mask"].flip(-1)})  # left pad
     models.unwrap(model).config._attn_implementation = "eager"
     sharing = PrefixSharing(model)
     with sharing.over(GROUPS):
         assert sharing.groups is None
+
+
+def test_a_copy_of_a_wrapped_model_runs_its_own_weights(tiny_model):
+    """The wrapper lives on the backbone: a deep copy (DPO's frozen reference with --full) is its own model."""
+    model = lora_model(tiny_model)
+    PrefixSharing(model)
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        models.unwrap(twin).get_input_embeddings().weight.mul_(2)
+    batch = padded(ROWS, 0)
+    assert not torch.allclose(twin(**batch).logits, model(**batch).logits)
+    PrefixSharing(model)  # wrapping again wraps once
+    assert models.unwrap(model).base_model._align_unshared_forward.__func__.__name__ == "forward"
 
 
 def adapter_weights(run_dir) -> dict[str, torch.Tensor]:

@@ -173,7 +173,9 @@ def test_scoring_encodes_each_distinct_response_once_in_batches_of_similar_lengt
     answers = ["banana", "red " * 12, "the cat sat on the mat " * 3, "banana", "blue sky", "red " * 12, "yes"]
     prompts = [q[i % 2] for i in range(len(answers))] + [q[0]] * 3
     answers = answers + ["banana", "the cat sat on the mat " * 3, "banana"]  # rows 5, 7, 8, 9 repeat 1, 0, 2, 0
+    live.sharing.active = False  # the baseline runs unshared
     alone = [live.score([p], [a])[0] for p, a in zip(prompts, answers)]
+    live.sharing.active = True
     seen, shared = [], []
     real, plan = reward_model.sequence_rewards, prefix_sharing.plan
 
@@ -187,17 +189,20 @@ def test_scoring_encodes_each_distinct_response_once_in_batches_of_similar_lengt
 
     monkeypatch.setattr(reward_model, "sequence_rewards", counted)
     monkeypatch.setattr(prefix_sharing, "plan", planned)
-    budget = 96
-    batched = reward_model.RewardModel(live.model, live.tokenizer, live.manifest, max_tokens=budget)
-    scores = batched.score(prompts, answers)
-    assert scores == pytest.approx(alone, abs=1e-5)
     distinct = {repr((p, a)) for p, a in zip(prompts, answers)}
-    assert sum(len(m) for m in seen) == len(distinct) == 6  # each distinct pair scored once
-    assert sorted(n for groups in shared for n in groups) == [2, 4]  # q1's 2 distinct answers, q0's 4: together
-    widths = [m.size(1) for m in seen]
-    assert widths == sorted(widths)  # shortest first
-    assert len(shared) == len(seen)  # every batch shared its prompts
-    assert all(m.numel() <= budget or len(groups) == 1 for m, groups in zip(seen, shared))  # or a group alone
+    # 96 tokens: batches within the budget, q0's 4 answers in parts that fit; 4096: all in one batch, a prompt's
+    # answers together (q1's 2, q0's 4), each running its prompt once
+    for budget in (96, 4096):
+        seen.clear()
+        shared.clear()
+        batched = reward_model.RewardModel(live.model, live.tokenizer, live.manifest, max_tokens=budget)
+        assert batched.score(prompts, answers) == pytest.approx(alone, abs=1e-5)
+        assert sum(len(m) for m in seen) == len(distinct) == 6  # each distinct pair scored once
+        assert len(shared) == len(seen) and sum(n for groups in shared for n in groups) == 6  # every batch shared
+        widths = [m.size(1) for m in seen]
+        assert widths == sorted(widths)  # shortest first
+        assert all(m.numel() <= budget for m in seen)
+    assert len(seen) == 1 and sorted(shared[0]) == [2, 4]
     assert infer.length_batches([5, 1, 4, 9, 2], max_tokens=8) == [[1, 4], [2], [0], [3]]
     assert infer.length_batches([5, 1, 4, 9, 2], max_rows=2) == [[1, 4], [2, 0], [3]]
     assert infer.length_batches([5, 1, 4], max_tokens=16, rows=[1, 2, 2]) == [[1, 2], [0]]  # groups of rows
