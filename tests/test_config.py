@@ -288,7 +288,7 @@ def test_the_bf16_probe_is_measured_once_per_cpu_and_kept(monkeypatch):
     """Every rank of a run and its --resume read the same ratio: measured once, then read from the cache."""
     from align import models
 
-    assert 0.05 < models.measure_bf16_speedup(n=256, reps=2) < 50
+    assert 0 < models.measure_bf16_speedup(n=256, reps=2) < 50  # AVX2 without bf16 instructions: 0.01-0.04x
     measured = []
     monkeypatch.setattr(models, "measure_bf16_speedup", lambda: measured.append(1) or 2.5)
     models.cpu_bf16_speedup.cache_clear()
