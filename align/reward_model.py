@@ -103,7 +103,8 @@ def score_sequences(model, seqs: list[list[int]], pad_id: int, max_tokens: int =
         starts = [0] + list(itertools.accumulate(len(parts[b]) for b in batch))
         local = [list(range(a, z)) for a, z in zip(starts, starts[1:])]
         inputs = {k: t.to(device) for k, t in pad_right([seqs[i] for i in idx], pad_id).items()}
-        with sharing.over(local) if sharing else contextlib.nullcontext():
+        shares = sharing and any(len(g) > 1 for g in local)  # one response a prompt (PPO's): nothing to share
+        with sharing.over(local) if shares else contextlib.nullcontext():
             rewards = sequence_rewards(model, **inputs).tolist()
         for i, r in zip(idx, rewards):
             out[i] = r
