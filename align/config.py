@@ -199,7 +199,8 @@ class PairConfig(TrainConfig):
 
     prefix_sharing: bool = opt(True, "Run the prompt a comparison's responses share once, not once per response (a "
                                       "mask keeps the responses apart; same results up to float rounding): ~1.5x "
-                                      "fewer tokens on HH-RLHF. Needs SDPA attention, else it is off.")
+                                      "fewer tokens on HH-RLHF. Off by itself where it would not be exact: "
+                                      "attention other than SDPA, sliding windows, mixture-of-experts.")
 
 
 @dataclass

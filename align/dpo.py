@@ -4,8 +4,9 @@ Read and validate comparisons (the RM stage's loader: pairs, HH-RLHF dialogues, 
 tokenise prompt / chosen / rejected ourselves with the chat template, split at the token level, each
 response ending at its end-of-turn token -> claim the run directory -> base + SFT lineage merged with a
 fresh LoRA on top: with the adapter disabled that is the SFT model exactly, and it is the reference ->
-TRL's DPOTrainer, its chosen and rejected rows running their prompt once (prefix sharing) -> implicit-reward accuracy, margins and log-probs on the eval pairs before and after ->
-save the adapter -> optionally, a reward model judges the saved policy's answers against the SFT model's.
+TRL's DPOTrainer, its chosen and rejected rows running their prompt once (prefix sharing) -> implicit-reward
+accuracy, margins and log-probs on the eval pairs before and after -> save the adapter -> optionally, a
+reward model judges the saved policy's answers against the SFT model's.
 """
 
 from __future__ import annotations
@@ -17,12 +18,8 @@ from typing import Any
 from align import chat, data, evaluate, models, reward_model, train
 from align.config import DPOConfig, to_dict
 from align.errors import DataError
-from align.prefix_sharing import PrefixSharing
+from align.prefix_sharing import PrefixSharing, common_prefix
 from align.runs import Run
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def encode_pair(tokenizer, v: dict[str, Any], cfg: DPOConfig, counts: dict[str, int]) -> dict[str, list[int]]:
@@ -36,7 +33,7 @@ def encode_pair(tokenizer, v: dict[str, Any], cfg: DPOConfig, counts: dict[str, 
     """
     prompt = chat.prompt_ids(tokenizer, v["prompt"])
     full = {side: chat.conversation_ids(tokenizer, v["prompt"], v[side]) for side in ("chosen", "rejected")}
-    n = min(_common_prefix(prompt, ids) for ids in full.values())
+    n = min(common_prefix([prompt, ids]) for ids in full.values())
     counts["truncated_prompts"] += n > cfg.max_prompt_length
     prompt_ids = chat.truncate_left(tokenizer, prompt[:n], cfg.max_prompt_length)
     room = cfg.max_length - len(prompt_ids)

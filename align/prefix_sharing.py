@@ -92,7 +92,7 @@ class PrefixSharing:
     of its own (it runs its own weights, unshared until wrapped), and wrapping twice wraps once."""
 
     def __init__(self, *models_):
-        self.groups = None
+        self.groups, self._last = None, None  # _last: the packing of the batch last run, kept within `over`
         inners = [models.unwrap(m) for m in models_]
         self.active = all(supported(inner.config) for inner in inners)
         self.backbones = [inner.base_model for inner in inners]
@@ -111,7 +111,7 @@ class PrefixSharing:
         try:
             yield
         finally:
-            self.groups = None
+            self.groups, self._last = None, None
 
     @staticmethod
     def shareable(kwargs) -> bool:
@@ -124,14 +124,15 @@ class PrefixSharing:
         return all(not kwargs.get(k) if k.startswith("output") else kwargs.get(k) is None for k in unset) \
             and bool((mask[:, 1:] <= mask[:, :-1]).all())
 
-    def _shared_forward(self, original, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
-        """Right-padded rows -> packed shared rows -> the backbone -> hidden states in the rows' layout (a pad
-        position gets its row's last real state: never read)."""
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("position_ids", "cache_position")}  # None: ours
+    def _packed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(token ids, position ids, 4-D mask, gather index) of the packed rows; built once per batch inside an
+        `over` (DPO's policy and reference forwards run the same batch)."""
+        key = (input_ids, attention_mask, self.groups)
+        if self._last is not None and all(a is b for a, b in zip(self._last[0], key)):
+            return self._last[1]
         n, length = input_ids.shape
         lengths = attention_mask.sum(-1).tolist()
-        ids = [row[:k] for row, k in zip(input_ids.tolist(), lengths)]
-        rows, where = plan(ids, self.groups)
+        rows, where = plan([row[:k] for row, k in zip(input_ids.tolist(), lengths)], self.groups)
         width = max(map(len, rows))
         pad = [(0, 0, -1, 0)] * width
         packed = torch.tensor([r + pad[len(r):] for r in rows], device=input_ids.device)  # [R, W, 4]
@@ -139,12 +140,20 @@ class PrefixSharing:
         same_unit = unit[:, :, None] == unit[:, None, :]
         own_part = (segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None])
         causal = torch.ones(width, width, dtype=torch.bool, device=input_ids.device).tril()
-        out = original(input_ids=token, attention_mask=(same_unit & own_part & causal)[:, None],
-                       position_ids=position, **kwargs)
         index, flat = [], 0
         for k in lengths:  # each original position -> its packed token; pads -> the row's last real token
             index += where[flat:flat + k] + [where[flat + k - 1] if k else 0] * (length - k)
             flat += k
+        built = (token, position, (same_unit & own_part & causal)[:, None], torch.tensor(index, device=input_ids.device))
+        self._last = (key, built)
+        return built
+
+    def _shared_forward(self, original, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
+        """Right-padded rows -> packed shared rows -> the backbone -> hidden states in the rows' layout (a pad
+        position gets its row's last real state: never read)."""
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("position_ids", "cache_position")}  # None: ours
+        token, position, mask, index = self._packed(input_ids, attention_mask)
+        out = original(input_ids=token, attention_mask=mask, position_ids=position, **kwargs)
         hidden = out.last_hidden_state
-        gathered = hidden.reshape(-1, hidden.size(-1)).index_select(0, torch.tensor(index, device=hidden.device))
-        return type(out)(last_hidden_state=gathered.view(n, length, -1))
+        gathered = hidden.reshape(-1, hidden.size(-1)).index_select(0, index)
+        return type(out)(last_hidden_state=gathered.view(*input_ids.shape, -1))

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments
 
-from align import data, models, reward_model, train
+from align import data, infer, models, reward_model, train
 from align.config import RMConfig, to_dict
 from align.errors import DataError
 from align.prefix_sharing import PrefixSharing
@@ -120,15 +120,8 @@ def micro_batches(groups: list[Group], max_tokens: int) -> list[list[Group]]:
     of similar length go together, so little is spent on padding. A group over the budget goes alone."""
     if not max_tokens:
         return [groups]
-    out, current, rows = [], [], 0
-    for g in sorted(groups, key=lambda g: max(map(len, g.sequences))):
-        longest = max(map(len, g.sequences))  # sorted: the widest of the micro-batch so far
-        if current and longest * (rows + len(g.sequences)) > max_tokens:
-            out.append(current)
-            current, rows = [], 0
-        current.append(g)
-        rows += len(g.sequences)
-    return out + [current]
+    return [[groups[i] for i in batch] for batch in infer.length_batches(
+        [max(map(len, g.sequences)) for g in groups], max_tokens, rows=[len(g.sequences) for g in groups])]
 
 
 def collate(pad_id: int, max_tokens: int, batch: list[list[Group]]) -> dict[str, list[dict[str, Any]]]:

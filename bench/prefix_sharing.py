@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from align import config, data, dpo, models, rm
+from align import config, data, dpo, models, reward_model, rm
 from align.prefix_sharing import PrefixSharing
 
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "preference" / "hh_helpful_rejection_sampled_test.jsonl.gz"
@@ -36,12 +36,6 @@ def lora(kind: str, dtype: str):
     models.upcast_trainable(model)
     models.run_in(model, models.compute_dtype(dtype))
     return model
-
-
-def padded(rows: list[list[int]], pad: int) -> dict[str, torch.Tensor]:
-    width = max(map(len, rows))
-    return {"input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
-            "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])}
 
 
 def rm_step(model, batch):
@@ -65,22 +59,19 @@ def main() -> None:
     tok = models.load_tokenizer(models.resolve("smollm2-135m"))
     loaded = data.load_pairs([str(HH)])
     loaded.rows = loaded.rows[:args.pairs]
-    groups, _ = rm.encode_groups(loaded, tok, args.max_length, "left")
-    rm_rows = [s for g in groups for s in g.sequences]
-    at, rm_groups = 0, []
-    for g in groups:
-        rm_groups.append(list(range(at, at + len(g.sequences))))
-        at += len(g.sequences)
+    rm_batch = rm.collate_groups(rm.encode_groups(loaded, tok, args.max_length, "left")[0], tok.pad_token_id)
     cfg = config.DPOConfig(max_length=args.max_length, max_prompt_length=args.max_length // 2)
     counts = {"truncated_prompts": 0, "truncated_responses": 0}
     pairs = [dpo.encode_pair(tok, row.value, cfg, counts) for row in loaded.rows]
     dpo_rows = [p["prompt_ids"] + p[f"{side}_ids"] for side in ("chosen", "rejected") for p in pairs]
     n = len(pairs)
-    cases = {"rm": (lora("seq_cls", dtype), rm_rows, rm_groups, rm_step),
-             "dpo": (lora("causal", dtype), dpo_rows, [[i, n + i] for i in range(n)], dpo_step)}
+    cases = {"rm": (lora("seq_cls", dtype), rm_batch, rm_batch["groups"], rm_step),
+             "dpo": (lora("causal", dtype), reward_model.pad_right(dpo_rows, tok.pad_token_id), [[i, n + i] for i in range(n)],
+                     dpo_step)}
     print(f"dtype {dtype}, {torch.get_num_threads()} threads, {n} HH pairs, max_length {args.max_length}")
-    for name, (model, rows, shared_groups, step) in cases.items():
-        sharing, batch = PrefixSharing(model), padded(rows, tok.pad_token_id)
+    for name, (model, batch, shared_groups, step) in cases.items():
+        sharing = PrefixSharing(model)
+        batch = {k: batch[k] for k in ("input_ids", "attention_mask")}
         seen = []
         hook = models.unwrap(model).get_input_embeddings().register_forward_hook(
             lambda m, a, o: seen.append(a[0].numel()))
@@ -98,7 +89,8 @@ def main() -> None:
         hook.remove()
         real = int(batch["attention_mask"].sum())
         plain, shared = statistics.median(times[False]), statistics.median(times[True])
-        print(f"{name}: {len(rows)} rows, {real} real tokens; padded batch {tokens[False]} tokens, {plain:.2f} s; "
+        print(f"{name}: {len(batch['input_ids'])} rows, {real} real tokens; padded batch {tokens[False]} tokens, "
+              f"{plain:.2f} s; "
               f"shared {tokens[True]} tokens, {shared:.2f} s; {plain / shared:.2f}x "
               f"(s per rep: {[round(x, 2) for x in times[False]]} vs {[round(x, 2) for x in times[True]]})",
               flush=True)

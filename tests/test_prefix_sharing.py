@@ -11,6 +11,7 @@ from safetensors import safe_open
 
 from align import config, dpo, models, prefix_sharing, rm
 from align.prefix_sharing import PrefixSharing, common_prefix, plan, supported
+from align.reward_model import pad_right
 from conftest import write_jsonl
 from test_dpo import dpo_cfg
 from test_dpo import tmp  # noqa: F401  (fixture: the DPO tests' SFT run and preference files)
@@ -45,18 +46,12 @@ def lora_model(path: str):
     return model
 
 
-def padded(rows: list[list[int]], pad: int) -> dict[str, torch.Tensor]:
-    width = max(map(len, rows))
-    return {"input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
-            "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])}
-
-
 def test_shared_forward_and_gradients_equal_the_padded_batch(tiny_model):
     model = lora_model(tiny_model)
     sharing = PrefixSharing(model)
     seen = []  # tokens the embedding layer is given
     models.unwrap(model).get_input_embeddings().register_forward_hook(lambda m, a, o: seen.append(a[0].numel()))
-    batch = padded(ROWS, 0)
+    batch = pad_right(ROWS, 0)
     real = batch["attention_mask"].bool()
 
     def run(groups):
@@ -80,6 +75,20 @@ def test_shared_forward_and_gradients_equal_the_padded_batch(tiny_model):
         assert seen[n] == batch["input_ids"].numel()
 
 
+def test_a_batch_is_packed_once_for_the_forwards_that_share_it(tiny_model, plans):
+    """DPO runs the policy and the reference (adapter off) on one batch: one packing serves both."""
+    model = lora_model(tiny_model)
+    sharing, batch = PrefixSharing(model), pad_right(ROWS, 0)
+    with torch.no_grad(), sharing.over(GROUPS):
+        policy = model(**batch).logits
+        with model.disable_adapter():
+            reference = model(**batch).logits
+    assert len(plans) == 1 and not torch.allclose(policy, reference)
+    with torch.no_grad(), sharing.over(GROUPS):
+        model(**batch)
+    assert len(plans) == 2  # a new `over`, a new packing
+
+
 def test_what_sharing_cannot_take_runs_as_it_is(tiny_model):
     model = lora_model(tiny_model)
     config_ = models.unwrap(model).config
@@ -88,7 +97,7 @@ def test_what_sharing_cannot_take_runs_as_it_is(tiny_model):
         changed = copy.deepcopy(config_)
         setattr(changed, attr, value)
         assert not supported(changed), attr
-    batch = padded(ROWS, 0)
+    batch = pad_right(ROWS, 0)
     assert PrefixSharing.shareable(batch)
     assert not PrefixSharing.shareable({**batch, "attention_mask": batch["attention_mask"].flip(-1)})  # left pad
     models.unwrap(model).config._attn_implementation = "eager"
@@ -104,7 +113,7 @@ def test_a_copy_of_a_wrapped_model_runs_its_own_weights(tiny_model):
     twin = copy.deepcopy(model)
     with torch.no_grad():
         models.unwrap(twin).get_input_embeddings().weight.mul_(2)
-    batch = padded(ROWS, 0)
+    batch = pad_right(ROWS, 0)
     assert not torch.allclose(twin(**batch).logits, model(**batch).logits)
     PrefixSharing(model)  # wrapping again wraps once
     assert models.unwrap(model).base_model._align_unshared_forward.__func__.__name__ == "forward"
@@ -152,7 +161,8 @@ def test_rm_training_with_shared_prompts_equals_one_row_per_response(tiny_model,
 def test_dpo_with_shared_prompts_equals_separate_rows(tmp, plans):  # noqa: F811
     runs = {shared: dpo.run(dpo_cfg(tmp, f"dpo-shared-{shared}", max_steps=3, prefix_sharing=shared,
                                     dtype="fp32"))["metrics"] for shared in (True, False)}
-    # 3 steps (policy and reference forwards) and two evaluations: each shared the prompts
+    # 3 steps and two evaluations (3 batches each): each shared the prompts, the policy's and the reference's
+    # forward of a batch with one packing
     assert len(plans) >= 3 * 2 and all(saved > 0 for saved in plans)
     assert runs[True]["before_eval_loss"] == pytest.approx(0.6931472, abs=1e-6)
     for key in ("loss_start", "loss_end", "eval_implicit_accuracy", "eval_implicit_margin", "eval_logps/chosen",
