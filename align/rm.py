@@ -29,7 +29,8 @@ from align.errors import DataError
 from align.prefix_sharing import PrefixSharing
 from align.runs import Run
 
-NORM_SAMPLE = 512  # responses scored for the reward mean/std: ~4% precision (std/sqrt(512)); 4096 took ~10 min on CPU
+# responses scored for the reward mean/std (whole prompt groups, so a few more): ~4% precision (std/sqrt(512))
+NORM_SAMPLE = 512
 
 
 # --- encoding: groups of responses to one prompt ---------------------------------------------------------
@@ -202,14 +203,19 @@ class GroupedRewardTrainer(Trainer):
         return metrics
 
 
-def reward_stats(model, groups: list[Group], pad_id: int, seed: int) -> dict[str, float]:
-    """Mean and std of the reward over the training responses (a sample of NORM_SAMPLE on big sets): PPO
-    standardises its scores with them."""
+def reward_stats(model, groups: list[Group], pad_id: int, seed: int,
+                 sharing: PrefixSharing | None = None) -> dict[str, float]:
+    """Mean and std of the reward over the training responses (whole prompt groups drawn at random up to
+    NORM_SAMPLE responses on big sets, so that with `sharing` each prompt runs once): PPO standardises its scores
+    with them."""
     model.eval()
-    seqs = [s for g in groups for s in g.sequences]
-    if len(seqs) > NORM_SAMPLE:
-        seqs = random.Random(seed).sample(seqs, NORM_SAMPLE)
-    r = torch.tensor(reward_model.score_sequences(model, seqs, pad_id))
+    seqs, members = [], []  # the responses scored, and which of them share a prompt
+    for g in random.Random(seed).sample(groups, len(groups)):
+        if len(seqs) >= NORM_SAMPLE:
+            break
+        members.append(list(range(len(seqs), len(seqs) + len(g.sequences))))
+        seqs += g.sequences
+    r = torch.tensor(reward_model.score_sequences(model, seqs, pad_id, groups=members, sharing=sharing))
     return {"mean": float(r.mean()), "std": float(r.std()) if len(r) > 1 else 1.0, "n": len(r)}
 
 
@@ -242,9 +248,10 @@ def run(cfg: RMConfig) -> dict[str, Any]:
         # a dataset item is a whole batch of groups (so a prompt's pairs are never split): batch size 1
         args = train.trainer_args(cfg, out, TrainingArguments, per_device_train_batch_size=1,
                                   per_device_eval_batch_size=1)
+        sharing = PrefixSharing(model) if cfg.prefix_sharing else None
         trainer = GroupedRewardTrainer(
             model=model, args=args, processing_class=tokenizer, center_coef=cfg.center_rewards_coef,
-            micro_batch_tokens=micro, sharing=PrefixSharing(model) if cfg.prefix_sharing else None,
+            micro_batch_tokens=micro, sharing=sharing,
             train_dataset=GroupedBatches(batches_of(train_groups, cfg.batch_size, cfg.seed)),
             eval_dataset=GroupedBatches(batches_of(eval_groups, cfg.batch_size, cfg.seed)) if eval_groups else None,
             data_collator=lambda b: collate(tokenizer.pad_token_id, micro, b))
@@ -252,7 +259,7 @@ def run(cfg: RMConfig) -> dict[str, Any]:
         train_out = train.fit(trainer, out, cfg.resume)
         metrics = train.standard_metrics(trainer, train_out)
         metrics.update(trainer.evaluate())
-        norm = reward_stats(trainer.model, train_groups, tokenizer.pad_token_id, cfg.seed)
+        norm = reward_stats(trainer.model, train_groups, tokenizer.pad_token_id, cfg.seed, sharing)
         train.save_model(trainer.model, tokenizer, out, cfg.full)
         out.write(reward_norm=norm, **train.model_fields(cfg, tokenizer, lineage, "seq_cls"))
         out.finish(metrics)

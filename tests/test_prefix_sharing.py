@@ -4,6 +4,7 @@ log-probs, gradients, whole RM and DPO runs) equals the unshared computation to 
 from __future__ import annotations
 
 import copy
+import types
 
 import pytest
 import torch
@@ -46,9 +47,21 @@ def lora_model(path: str):
     return model
 
 
-def test_shared_forward_and_gradients_equal_the_padded_batch(tiny_model):
+@pytest.mark.parametrize("attention", ["blocks", "dense mask"])
+def test_shared_forward_and_gradients_equal_the_padded_batch(tiny_model, attention, monkeypatch):
+    """Attention block by block (prefix causal, each suffix on [prefix; itself]), and the dense mask that a model
+    which does not hand keywords on to its attention runs on, both give the padded batch's logits and gradients."""
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
     model = lora_model(tiny_model)
     sharing = PrefixSharing(model)
+    calls = []  # attention calls the blocks made
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(prefix_sharing, "F", types.SimpleNamespace(
+        scaled_dot_product_attention=lambda *a, **k: calls.append(k.get("is_causal", False)) or sdpa(*a, **k)))
+    if attention == "dense mask":
+        monkeypatch.setitem(AttentionInterface._global_mapping, "sdpa", sdpa_attention_forward)
     seen = []  # tokens the embedding layer is given
     models.unwrap(model).get_input_embeddings().register_forward_hook(lambda m, a, o: seen.append(a[0].numel()))
     batch = pad_right(ROWS, 0)
@@ -65,6 +78,9 @@ def test_shared_forward_and_gradients_equal_the_padded_batch(tiny_model):
     plain_logits, plain_grads = run(None)
     shared_logits, shared_grads = run(GROUPS)
     assert seen[1] < seen[0] and seen[0] == batch["input_ids"].numel()
+    layers = models.unwrap(model).config.num_hidden_layers
+    # per layer: 4 prefixes, causal (one is the lone row); 6 suffixes on their prefix (7 responses, one all prefix)
+    assert (calls.count(True), calls.count(False)) == ((4 * layers, 6 * layers) if attention == "blocks" else (0, 0))
     torch.testing.assert_close(shared_logits, plain_logits, atol=1e-5, rtol=1e-5)
     for name, grad in plain_grads.items():
         torch.testing.assert_close(shared_grads[name], grad, atol=1e-5, rtol=1e-4)
@@ -146,13 +162,14 @@ def test_rm_training_with_shared_prompts_equals_one_row_per_response(tiny_model,
     for shared in (True, False):
         shared_forwards = len(plans)
         out = tmp_path / f"run-{shared}"
-        runs[shared] = rm.run(rm_cfg(tiny_model, files, out, epochs=1, batch_size=16, prefix_sharing=shared,
-                                     eval_data=[str(tmp_path / "eval.jsonl")], dtype="fp32"))["metrics"]
-        runs[shared]["weights"] = adapter_weights(out)
+        manifest = rm.run(rm_cfg(tiny_model, files, out, epochs=1, batch_size=16, prefix_sharing=shared,
+                                 eval_data=[str(tmp_path / "eval.jsonl")], dtype="fp32"))
+        runs[shared] = {**manifest["metrics"], "weights": adapter_weights(out),
+                        "norm_mean": manifest["reward_norm"]["mean"], "norm_std": manifest["reward_norm"]["std"]}
         assert (len(plans) > shared_forwards) == shared
     assert all(saved > 0 for saved in plans)
     assert runs[True]["steps"] == runs[False]["steps"] == 4
-    for key in ("loss_start", "loss_end", "eval_accuracy", "eval_mean_margin", "eval_loss"):
+    for key in ("loss_start", "loss_end", "eval_accuracy", "eval_mean_margin", "eval_loss", "norm_mean", "norm_std"):
         assert runs[True][key] == pytest.approx(runs[False][key], rel=1e-4, abs=1e-6), key
     for k, w in runs[False]["weights"].items():
         torch.testing.assert_close(runs[True]["weights"][k], w, atol=1e-4, rtol=1e-3)  # Adam after 4 steps
