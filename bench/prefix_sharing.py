@@ -1,7 +1,8 @@
 """Prefix sharing on real pairs: a reward-model step and a DPO step with and without it, alternating in one
-process (these machines drift; a ratio from one run is what holds).
+process in a rotating order (these machines drift, and a side timed right after another can gain or lose ~20%
+by the order alone; a ratio from one run over several rounds is what holds).
 
-    python bench/prefix_sharing.py [--pairs 8] [--reps 3] [--max-length 512]
+    python bench/prefix_sharing.py [--pairs 8] [--reps 3] [--max-length 512]   # reps: a multiple of 3
 
 The embedded SmolLM2-135M with LoRA r16 all-linear at `--dtype auto`, the first HH-RLHF helpful pairs
 (../shared/data/preference), encoded as the stages encode them:
@@ -9,7 +10,9 @@ The embedded SmolLM2-135M with LoRA r16 all-linear at `--dtype auto`, the first 
     dpo   prompt + chosen / rejected (align dpo: prompt cut to its last max_length/2 tokens), the policy's
           forward + backward and the reference's forward (adapter off), as TRL's DPOTrainer runs them
 The loss is a stand-in (the mean of the outputs read): what is timed is the model, which is all sharing changes.
-Prints tokens the model ran and seconds per step, each side, and the ratio.
+Sides, in turn: the padded batch; shared, attention block by block (the CPU's path); shared, attention through
+the dense mask over the packed rows (an accelerator's path, and what the blocks replaced on the CPU). Prints
+tokens the model ran and seconds per step, each side, and the ratios.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from align import config, data, dpo, models, reward_model, rm
+from align import config, data, dpo, models, prefix_sharing, reward_model, rm
 from align.prefix_sharing import PrefixSharing
 
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "preference" / "hh_helpful_rejection_sampled_test.jsonl.gz"
@@ -69,32 +72,40 @@ def main() -> None:
              "dpo": (lora("causal", dtype), reward_model.pad_right(dpo_rows, tok.pad_token_id), [[i, n + i] for i in range(n)],
                      dpo_step)}
     print(f"dtype {dtype}, {torch.get_num_threads()} threads, {n} HH pairs, max_length {args.max_length}")
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
     for name, (model, batch, shared_groups, step) in cases.items():
         sharing = PrefixSharing(model)
         batch = {k: batch[k] for k in ("input_ids", "attention_mask")}
         seen = []
         hook = models.unwrap(model).get_input_embeddings().register_forward_hook(
             lambda m, a, o: seen.append(a[0].numel()))
-        times, tokens = {False: [], True: []}, {}
-        for rep in range(args.reps + 1):  # the first round warms up, untimed
-            for shared in (False, True):
+        sides = {"padded": None, "shared, blocks": prefix_sharing._attention, "shared, dense mask": sdpa_attention_forward}
+        times, tokens = {side: [] for side in sides}, {}
+        order = list(sides)
+        for rep in range(args.reps + 1):  # the first round warms up, untimed; the order rotates (the side run
+            for side in order[rep % 3:] + order[:rep % 3]:  # after another runs faster or slower here)
+                attention = sides[side]
+                AttentionInterface._global_mapping["sdpa"] = attention or prefix_sharing._attention
                 model.zero_grad()
                 seen.clear()
                 t = time.perf_counter()
-                with sharing.over(shared_groups if shared else None):
+                with sharing.over(shared_groups if attention else None):
                     step(model, batch)
                 if rep:
-                    times[shared].append(time.perf_counter() - t)
-                tokens[shared] = seen[0]
+                    times[side].append(time.perf_counter() - t)
+                tokens[side] = seen[0]
+        AttentionInterface._global_mapping["sdpa"] = prefix_sharing._attention
         hook.remove()
         real = int(batch["attention_mask"].sum())
-        plain, shared = statistics.median(times[False]), statistics.median(times[True])
-        print(f"{name}: {len(batch['input_ids'])} rows, {real} real tokens; padded batch {tokens[False]} tokens, "
-              f"{plain:.2f} s; "
-              f"shared {tokens[True]} tokens, {shared:.2f} s; {plain / shared:.2f}x "
-              f"(s per rep: {[round(x, 2) for x in times[False]]} vs {[round(x, 2) for x in times[True]]})",
-              flush=True)
-
+        median = {side: statistics.median(t) for side, t in times.items()}
+        print(f"{name}: {len(batch['input_ids'])} rows, {real} real tokens; padded batch {tokens['padded']} tokens, "
+              f"shared {tokens['shared, blocks']}; s per step: " +
+              ", ".join(f"{side} {m:.2f}" for side, m in median.items()) +
+              f"; padded / shared (blocks) {median['padded'] / median['shared, blocks']:.2f}x, dense mask / blocks "
+              f"{median['shared, dense mask'] / median['shared, blocks']:.2f}x (per rep: "
+              f"{ {side: [round(x, 2) for x in t] for side, t in times.items()} })", flush=True)
 
 if __name__ == "__main__":
     main()
