@@ -11,6 +11,7 @@ reward model judges the saved policy's answers against the SFT model's.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 from typing import Any
@@ -115,7 +116,22 @@ def build_trainer(cfg: DPOConfig, out: Run, lineage: dict[str, Any], tokenizer, 
 
         def _compute_loss(self, model, inputs, return_outputs):
             with self._pairs_shared(inputs):
-                return super()._compute_loss(model, inputs, return_outputs)
+                out = super()._compute_loss(model, inputs, return_outputs)
+            if not self.model.training:  # TRL's own test for its eval metrics
+                self._sum_eval_pairs(len(inputs["input_ids"]) // 2 * self.accelerator.num_processes)
+            return out
+
+        def _sum_eval_pairs(self, pairs: int) -> None:
+            """TRL reports the mean of per-batch means, so a short last batch weighs more than its pairs do:
+            accumulate per pair (the held-out accuracy is a number we compare to 0.01)."""
+            metrics = self._metrics["eval"]
+            self.eval_sums["pairs"] += pairs
+            self.eval_sums["correct"] += metrics["rewards/accuracies"][-1] * pairs
+            self.eval_sums["margin"] += metrics["rewards/margins"][-1] * pairs
+
+        def evaluate(self, *args, **kwargs):
+            self.eval_sums = collections.Counter()
+            return super().evaluate(*args, **kwargs)
 
         def compute_ref_log_probs(self, model, inputs):
             with self._pairs_shared(inputs):
@@ -166,8 +182,9 @@ def train_and_evaluate(trainer, out: Run, cfg: DPOConfig, evaluates: bool) -> di
     metrics = {**train.standard_metrics(trainer, train_out), **before}
     if evaluates:
         after = {k: v for k, v in trainer.evaluate().items() if k.startswith("eval_")}
-        metrics.update(after, eval_implicit_accuracy=after["eval_rewards/accuracies"],
-                       eval_implicit_margin=after["eval_rewards/margins"])
+        sums = trainer.eval_sums
+        metrics.update(after, eval_pairs=int(sums["pairs"]), eval_implicit_accuracy=sums["correct"] / sums["pairs"],
+                       eval_implicit_margin=sums["margin"] / sums["pairs"])
     return metrics
 
 

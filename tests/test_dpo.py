@@ -233,3 +233,18 @@ def test_micro_batches_give_the_same_steps_as_whole_batches(tmp):
     assert whole["config"]["batch_size"] == 16 and micro["metrics"]["steps"] == whole["metrics"]["steps"] == 3
     for key in ("loss_end", "eval_implicit_accuracy", "eval_implicit_margin"):
         assert micro["metrics"][key] == pytest.approx(whole["metrics"][key], rel=1e-3, abs=1e-5), key
+
+
+def test_held_out_accuracy_counts_pairs_not_batches(tmp):
+    """33 held-out pairs in eval batches of 16, 16 and 1, and a few of them reversed (banana in the rejected
+    answer, so a policy that learned banana gets them wrong): TRL's mean of the three batch means would weigh
+    the last pair like 16 others, and accuracy x 33 would not be a whole number."""
+    pairs = preference_pairs(33, 2)
+    for i in (3, 11, 20, 27, 32):
+        pairs[i] = {**pairs[i], "chosen": pairs[i]["rejected"], "rejected": pairs[i]["chosen"]}
+    write_jsonl(tmp / "eval-mixed.jsonl", pairs)
+    m = dpo.run(dpo_cfg(tmp, "dpo-mixed", eval_data=[str(tmp / "eval-mixed.jsonl")], max_steps=20,
+                        micro_batch_tokens=0))["metrics"]
+    assert m["eval_pairs"] == 33
+    correct = m["eval_implicit_accuracy"] * 33
+    assert correct == pytest.approx(round(correct), abs=1e-6) and 0 < m["eval_implicit_accuracy"] < 1, m
