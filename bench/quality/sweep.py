@@ -6,7 +6,9 @@
 Every point runs `align` through its CLI from the embedded default (what a user gets), with the recipe's
 split: train on the first rows of hh_helpful_rejection_sampled_test, measure on the last 100 rows of
 hh_helpful_online_test (the held-out pairs nothing trains on). What each point measures:
-    rm   pairwise accuracy and mean margin on the held-out pairs (align eval), train seconds
+    rm   pairwise accuracy and mean margin on the held-out pairs (align eval), train seconds; trained on the
+         policy side's file (across files, as the recipe's PPO reward model) or on the judge's (the held-out
+         pairs' distribution: learning rate and data size where there is a signal to learn)
     dpo  implicit-reward accuracy and eval loss on the held-out pairs, train seconds
     ppo  on a smooth rule reward (10 x the share of the letter 'o' in the answer: tests/rewards.py-style sanity
          reward, bench/quality/rewards.py) and 32-token answers to the project's prompts: reward of the first
@@ -31,14 +33,22 @@ HELD_OUT = f"{HH}/hh_helpful_online_test.jsonl.gz[-100:]"
 OUT = ROOT / "runs" / "sweep"
 RESULTS = Path(__file__).with_name("sweep.jsonl")
 
-RM_BASE = ["--data", f"{TRAIN}[:256]", "--max-length", "320", "--batch-size", "16", "--logging-steps", "4"]
+JUDGE_TRAIN = f"{HH}/hh_helpful_online_test.jsonl.gz"  # the judge's file: the held-out pairs' distribution
+RM_BASE = ["--max-length", "320", "--batch-size", "16", "--logging-steps", "4"]
 DPO_BASE = ["--data", f"{TRAIN}[:160]", "--eval-data", HELD_OUT, "--max-length", "320", "--max-prompt-length", "192",
             "--batch-size", "8", "--logging-steps", "5"]
 PPO_BASE = ["--prompts", str(ROOT / "data" / "prompts_train.jsonl"), "--reward", "rewards:share_of_o",
             "--steps", "10", "--max-new-tokens", "32", "--sample-steps", "0", "--save-steps", "0"]
 POINTS = {  # stage -> name -> extra flags
-    "rm": {"lr2e-4": ["--learning-rate", "2e-4"], "lr1e-3": ["--learning-rate", "1e-3"],
-           "lr5e-5": ["--learning-rate", "5e-5"]},
+    "rm": {  # across files: the first 256 pairs of the policy side's file (at chance on the held-out pairs)
+           "lr2e-4": ["--data", f"{TRAIN}[:256]", "--learning-rate", "2e-4"],
+           "lr1e-3": ["--data", f"{TRAIN}[:256]", "--learning-rate", "1e-3"],
+           "lr5e-5": ["--data", f"{TRAIN}[:256]", "--learning-rate", "5e-5"],
+           # within the held-out pairs' distribution: the judge's first 320 pairs, then all 1,037 of them
+           "judge320_lr5e-5": ["--data", f"{JUDGE_TRAIN}[:320]", "--learning-rate", "5e-5"],
+           "judge320_lr2e-4": ["--data", f"{JUDGE_TRAIN}[:320]", "--learning-rate", "2e-4"],
+           "judge320_lr1e-3": ["--data", f"{JUDGE_TRAIN}[:320]", "--learning-rate", "1e-3"],
+           "judge1037_lr2e-4": ["--data", f"{JUDGE_TRAIN}[:-100]", "--learning-rate", "2e-4"]},
     "dpo": {"lr1e-4_b0.1": ["--learning-rate", "1e-4", "--beta", "0.1"],
             "lr5e-4_b0.1": ["--learning-rate", "5e-4", "--beta", "0.1"],
             "lr1e-4_b0.5": ["--learning-rate", "1e-4", "--beta", "0.5"]},
