@@ -11,10 +11,10 @@ On the CPU attention runs block by block: a prefix causally on itself, each suff
 mask over the packed rows costs (prefix + all suffixes)^2 per unit (a row's width^2 where units share a row): the
 kernel cannot skip masked blocks as it skips the upper triangle of a causal one (an RM step on 4 HH pairs at 512
 tokens, rounds in rotating order: fp32 28.9 s with the dense mask, 25.1 s in blocks; bf16 6.9 s and 5.7 s, DPO
-9.1 s and 8.3 s; at 256 tokens the dense mask was 12% faster: bench/prefix_sharing.py). The layout goes down the backbone's
-forward as a keyword that transformers hands on to the attention function, and transformers' `sdpa` entry is
-replaced by one that reads it (and is SDPA itself otherwise). The dense mask is built and passed all the same:
-on an accelerator (one kernel beats hundreds of small ones; not measured here) and in a model that does not
+9.1 s and 8.3 s; at 256 tokens the dense mask was 12% faster: bench/prefix_sharing.py). The layout goes down the
+backbone's forward as a keyword that transformers hands on to the attention function, and transformers' `sdpa`
+entry is replaced by one that reads it (and is SDPA itself otherwise). The dense mask is built and passed all the
+same: on an accelerator (one kernel beats hundreds of small ones; not measured here) and in a model that does not
 hand keywords on to its attention, attention runs on it.
 
 The model is not told: its backbone's forward is wrapped, so everything after it (score head, TRL's fused LM

@@ -2,7 +2,7 @@
 process in a rotating order (these machines drift, and a side timed right after another can gain or lose ~20%
 by the order alone; a ratio from one run over several rounds is what holds).
 
-    python bench/prefix_sharing.py [--pairs 8] [--reps 3] [--max-length 512]   # reps: a multiple of 3
+    python bench/prefix_sharing.py [--pairs 8] [--reps 3] [--max-length 512]   # reps: a multiple of 3 (sides)
 
 The embedded SmolLM2-135M with LoRA r16 all-linear at `--dtype auto`, the first HH-RLHF helpful pairs
 (../shared/data/preference), encoded as the stages encode them:
@@ -84,8 +84,9 @@ def main() -> None:
         sides = {"padded": None, "shared, blocks": prefix_sharing._attention, "shared, dense mask": sdpa_attention_forward}
         times, tokens = {side: [] for side in sides}, {}
         order = list(sides)
-        for rep in range(args.reps + 1):  # the first round warms up, untimed; the order rotates (the side run
-            for side in order[rep % 3:] + order[:rep % 3]:  # after another runs faster or slower here)
+        for rep in range(args.reps + 1):  # the first round warms up, untimed
+            k = rep % len(order)  # rotate: a side run right after another runs faster or slower here
+            for side in order[k:] + order[:k]:
                 attention = sides[side]
                 AttentionInterface._global_mapping["sdpa"] = attention or prefix_sharing._attention
                 model.zero_grad()
