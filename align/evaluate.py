@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -191,13 +192,15 @@ def evaluate_runs(run_dirs: list[str], prompts_path: str | None, judge_dir: str 
     if rms and not pairs_path:
         raise ConfigError("evaluating a reward model needs held-out comparisons: pass --pairs FILE")
     judge_dir = judge_dir or (rms[0] if rms else None)
+    started = time.monotonic()
     prompts = [v["prompt"] for v in data.load_prompts(prompts_path, comparison_prompts).values()] if policies else []
     judge = reward_model.load_reward_model(judge_dir) if judge_dir and policies else None
     results, references = [evaluate_rm(d, pairs_path) for d in rms], {}
     for d in policies:
         print(f"[align] evaluating {d} on {len(prompts)} prompts", flush=True)
         results.append(evaluate_policy(d, prompts, judge, max_new_tokens, references))
-    out = {"judge": judge_dir, "prompts": prompts_path, "pairs": pairs_path, "results": results}
+    out = {"judge": judge_dir, "prompts": prompts_path, "pairs": pairs_path, "results": results,
+           "wall_s": time.monotonic() - started}
     if output:
         Path(output).mkdir(parents=True, exist_ok=True)
         runs.write_json_atomic(Path(output) / "eval.json", out)

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from align import runs
+
 CURVES = {  # stage -> (metric in logs.jsonl, label), plotted against the step
     "sft": [("loss", "training loss"), ("eval_loss", "eval loss")],
     "rm": [("loss", "training loss"), ("eval_accuracy", "eval pairwise accuracy")],
@@ -50,6 +52,14 @@ def _win(r: dict[str, Any]) -> str:
     if r.get("win_rate") is None:
         return "-"
     return f"{r['win_rate']:.3f} +- {1.96 * r.get('win_rate_se', 0.0):.3f}"
+
+
+def _wall(manifest: dict[str, Any]) -> str:
+    seconds = runs.wall_seconds(manifest)
+    if seconds is None:
+        return "-"
+    resumes = len(manifest.get("resumes") or [])
+    return f"{seconds / 60:.1f} min" + (f" ({resumes} resume{'s' * (resumes > 1)})" if resumes else "")
 
 
 def _logs(run_dir: str) -> list[dict[str, Any]]:
@@ -158,12 +168,15 @@ def write(out: dict[str, Any], manifests: dict[str, dict[str, Any]], folder: Pat
             plot_reward_vs_sqrt_kl(r, folder / name)
             lines += [f"### Judge reward vs sqrt(KL) over {r['run']}'s training", "",
                       f"![judge reward vs sqrt KL]({name})", ""]
-    lines += ["## Training", "", "| run | stage | status | key metrics |", "|---|---|---|---|"]
+    lines += ["## Training", "", "Wall time: from the run's creation to its finish, pauses between resumes included.",
+              "", "| run | stage | status | wall time | key metrics |", "|---|---|---|---|---|"]
     for run_dir, m in manifests.items():
         keys = ("loss_start", "loss_end", "eval_accuracy", "eval_implicit_accuracy", "reward_start", "reward_end",
                 "kl_end", "tokens_per_s", "train_runtime")
         shown = ", ".join(f"{k} {_fmt(m['metrics'][k])}" for k in keys if m.get("metrics", {}).get(k) is not None)
-        lines.append(f"| {run_dir} | {m['stage']} | {m['status']} | {shown} |")
+        lines.append(f"| {run_dir} | {m['stage']} | {m['status']} | {_wall(m)} | {shown} |")
+    if out.get("wall_s") is not None:
+        lines += ["", f"This evaluation took {out['wall_s'] / 60:.1f} min."]
     lines.append("")
     for run_dir, m in manifests.items():
         name = f"curves_{Path(run_dir).name}.png"

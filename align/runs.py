@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,15 @@ DATA_KEYS = {"data": "train", "eval_data": "eval", "prompts": "prompts"}
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def wall_seconds(manifest: dict[str, Any]) -> float | None:
+    """Seconds from the run's creation to its finish: calendar time, so a resumed run's pauses count too."""
+    try:
+        start, end = (datetime.strptime(manifest[k], "%Y-%m-%dT%H:%M:%S%z") for k in ("created", "finished"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (end - start).total_seconds()
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

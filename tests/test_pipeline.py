@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import yaml
 from typer.testing import CliRunner
@@ -98,6 +99,8 @@ def test_full_pipeline_with_evaluation_report(tiny_model, tmp_path, monkeypatch)
     text = (report / "report.md").read_text()
     assert "| policy | stage | reference | mean reward |" in text and "| reward model | pairs | accuracy |" in text
     assert "### Reward vs KL to" in text and "ppo, dpo against" in text  # SFT vs its base apart from PPO/DPO vs SFT
+    assert re.search(r"\| \S+/runs/ppo \| ppo \| complete \| \d+\.\d min \|", text), text  # wall time per stage
+    assert ev["wall_s"] > 0 and "This evaluation took" in text
     for png in ("reward_vs_kl_1.png", "reward_vs_kl_2.png", "curves_sft.png", "curves_rm.png", "curves_ppo.png",
                 "curves_dpo.png"):
         assert (report / png).stat().st_size > 1000, png
@@ -155,3 +158,17 @@ def test_reward_vs_kl_is_one_plot_per_reference(tmp_path):
     for png in ("reward_vs_kl_1.png", "reward_vs_kl_2.png"):
         assert (tmp_path / png).stat().st_size > 1000
     assert not (tmp_path / "reward_vs_kl_3.png").exists()
+
+
+def test_report_gives_each_stage_its_wall_time(tmp_path):
+    """Calendar time from creation to finish (a resume's pause counts), across time zones; '-' while unfinished."""
+    from align import report
+
+    done = {"stage": "rm", "status": "complete", "created": "2026-12-03T10:00:00+0000",
+            "finished": "2026-12-03T13:30:30+0100", "resumes": [{"time": "2026-12-03T11:00:00+0000"}],
+            "metrics": {"loss_end": 0.5}}
+    running = {"stage": "sft", "status": "running", "created": "2026-12-03T10:00:00+0000", "metrics": {}}
+    out = {"judge": None, "prompts": None, "pairs": None, "results": [], "wall_s": 90.0}
+    text = report.write(out, {"runs/rm": done, "runs/sft": running}, tmp_path).read_text()
+    assert "| runs/rm | rm | complete | 150.5 min (1 resume) | loss_end 0.500 |" in text
+    assert "| runs/sft | sft | running | - |" in text and "This evaluation took 1.5 min." in text
