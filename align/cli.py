@@ -160,24 +160,26 @@ def eval_runs(run_dirs: list[str] = typer.Argument(..., help="Finished runs: pol
               judge: Optional[str] = typer.Option(None, help="The reward model that scores answers (default: the "
                                                              "first RM among RUN_DIRS)."),
               output: Optional[str] = typer.Option(None, help="Folder for eval.json, report.md and plots."),
+              overwrite: bool = typer.Option(False, help="Replace an earlier report in --output."),
               max_new_tokens: int = typer.Option(64),
               comparison_prompts: bool = typer.Option(False, help="--prompts is a comparison file (pairs, HH-RLHF "
                                                                    "dialogues): take its prompts.")) -> None:
     """Policies: reward, win rate and KL vs their SFT reference, samples side by side; RMs: accuracy."""
     from align import evaluate
 
-    evaluate.evaluate_runs(run_dirs, prompts, judge, pairs, output, max_new_tokens, comparison_prompts)
+    evaluate.evaluate_runs(run_dirs, prompts, judge, pairs, output, max_new_tokens, comparison_prompts, overwrite)
 
 
 @app.command()
 @exits_on_align_error
 def score(run_dir: str = typer.Argument(..., help="An `align rm` run."),
           data_file: str = typer.Option(..., "--data", help="Prompt/response rows, or comparisons."),
-          output: Optional[Path] = typer.Option(None, help="Write one JSON line per row here (default: stdout).")) -> None:
+          output: Optional[Path] = typer.Option(None, help="Write one JSON line per row here (default: stdout)."),
+          overwrite: bool = typer.Option(False, help="Replace an existing --output file.")) -> None:
     """Score rows with a reward model; for comparisons also report the pairwise accuracy."""
     from align import evaluate
 
-    result = evaluate.score_file(run_dir, data_file, str(output) if output else None)
+    result = evaluate.score_file(run_dir, data_file, str(output) if output else None, overwrite)
     typer.echo(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()),
                err=output is None)
 
@@ -190,12 +192,13 @@ def generate(run_dir: str = typer.Argument(..., help="A finished run (any stage)
              max_new_tokens: int = typer.Option(128), temperature: float = typer.Option(0.0, help="0 = greedy."),
              top_p: float = typer.Option(1.0), batch_size: int = typer.Option(8),
              output: Optional[Path] = typer.Option(None, help="Write {prompt, response} JSONL here."),
+             overwrite: bool = typer.Option(False, help="Replace an existing --output file."),
              trust_remote_code: bool = typer.Option(False)) -> None:
     """Sample responses from a run's model (or a base model) with its chat template."""
     from align import infer
 
     infer.generate_cli(run_dir, prompt or [], prompts, max_new_tokens, temperature, top_p, batch_size,
-                        output, trust_remote_code)
+                        output, trust_remote_code, overwrite)
 
 
 @app.command()

@@ -146,9 +146,10 @@ def evaluate_rm(run_dir: str, pairs_path: str) -> dict[str, Any]:
             **reward_model.pair_metrics([c - r for c, r in zip(chosen, rejected)])}
 
 
-def score_file(run_dir: str, path: str, output: str | None) -> dict[str, Any]:
+def score_file(run_dir: str, path: str, output: str | None, overwrite: bool = False) -> dict[str, Any]:
     """`align score`: a reward per prompt/response row, or chosen/rejected rewards per comparison pair
-    (with the pairwise accuracy). The file is read and checked before the model loads."""
+    (with the pairwise accuracy). The file and the output are checked before the model loads."""
+    output = runs.check_output_file(output, overwrite) if output else None
     pairs = data.is_comparison_file(path)
     loaded = data.load_pairs(path) if pairs else data.load_sft(path)  # any SFT format that ends with an answer
     turns = []  # (prompt, answer) of each prompt/response row, checked before the model loads
@@ -171,19 +172,23 @@ def score_file(run_dir: str, path: str, output: str | None) -> dict[str, Any]:
         result["mean_reward"] = sum(scores) / len(scores)
     text = "".join(json.dumps(x) + "\n" for x in lines)
     if output:
-        with open(output, "w") as f:
-            f.write(text)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        runs.write_text_atomic(output, text)
     else:
         print(text, end="")
     return result
 
 
 def evaluate_runs(run_dirs: list[str], prompts_path: str | None, judge_dir: str | None, pairs_path: str | None,
-                  output: str | None, max_new_tokens: int = 64, comparison_prompts: bool = False) -> dict[str, Any]:
+                  output: str | None, max_new_tokens: int = 64, comparison_prompts: bool = False,
+                  overwrite: bool = False) -> dict[str, Any]:
     """`align eval`: each policy against its reference and each reward model on held-out pairs -> eval.json,
-    report.md and plots in `output`."""
+    report.md and plots in `output`, a folder filled aside and renamed (an earlier report is replaced only
+    with --overwrite, and only if align wrote it)."""
     from align import report
 
+    if output:
+        output = runs.check_replaceable(output, overwrite, runs.REPORT_MARKER, "evaluation report")
     manifests = {d: runs.read_manifest(d, require_complete=True) for d in run_dirs}
     policies = [d for d, m in manifests.items() if m["stage"] != "rm"]
     rms = [d for d, m in manifests.items() if m["stage"] == "rm"]
@@ -199,12 +204,12 @@ def evaluate_runs(run_dirs: list[str], prompts_path: str | None, judge_dir: str 
     for d in policies:
         print(f"[align] evaluating {d} on {len(prompts)} prompts", flush=True)
         results.append(evaluate_policy(d, prompts, judge, max_new_tokens, references))
-    out = {"judge": judge_dir, "prompts": prompts_path, "pairs": pairs_path, "results": results,
+    out = {"align_eval": 1, "judge": judge_dir, "prompts": prompts_path, "pairs": pairs_path, "results": results,
            "wall_s": time.monotonic() - started}
     if output:
-        Path(output).mkdir(parents=True, exist_ok=True)
-        runs.write_json_atomic(Path(output) / "eval.json", out)
-        path = report.write(out, manifests, Path(output))
-        print(f"[align] report: {path}", flush=True)
+        with runs.atomic_dir(output) as tmp:
+            runs.write_json_atomic(tmp / runs.REPORT_MARKER, out)
+            report.write(out, manifests, tmp)
+        print(f"[align] report: {output / 'report.md'}", flush=True)
     print(report.tables(out), flush=True)
     return out

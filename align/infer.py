@@ -86,7 +86,8 @@ def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 
 
 
 def generate_cli(spec: str, prompt: list[str], prompts_file, max_new_tokens: int, temperature: float, top_p: float,
-                 batch_size: int, output, trust_remote_code: bool) -> None:
+                 batch_size: int, output, trust_remote_code: bool, overwrite: bool = False) -> None:
+    output = runs.check_output_file(output, overwrite) if output else None
     msgs = [[{"role": "user", "content": p}] for p in prompt]
     if prompts_file:
         msgs += [v["prompt"] for v in data.load_prompts(str(prompts_file)).values()]
@@ -96,8 +97,8 @@ def generate_cli(spec: str, prompt: list[str], prompts_file, max_new_tokens: int
     answers = generate(model, tok, msgs, max_new_tokens, temperature, top_p, batch_size=batch_size)
     lines = [{"prompt": m[-1]["content"], "response": a} for m, a in zip(msgs, answers)]
     if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
+        output.parent.mkdir(parents=True, exist_ok=True)
+        runs.write_text_atomic(output, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
         print(f"wrote {len(lines)} responses to {output}")
     else:
         for x in lines:
@@ -106,10 +107,9 @@ def generate_cli(spec: str, prompt: list[str], prompts_file, max_new_tokens: int
 
 def merge(run_dir: str, output: str, overwrite: bool = False, dtype: str = "auto") -> None:
     """Write base + all adapters merged as a standalone safetensors checkpoint (written aside, then renamed)."""
-    out = Path(output)
     # --overwrite replaces only a checkpoint this command wrote (it holds runs.MERGED_MARKER); the old one is
     # deleted only once the new one is in place (atomic_dir)
-    runs.check_replaceable(out, overwrite, runs.MERGED_MARKER, "merged checkpoint")
+    out = runs.check_replaceable(output, overwrite, runs.MERGED_MARKER, "merged checkpoint")
     model, tok, manifest = models.load_run(run_dir, dtype=dtype)
     with runs.atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

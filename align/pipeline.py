@@ -197,5 +197,6 @@ def run_pipeline(recipe_path: str, only: list[str] | None = None, from_stage: st
         outputs = {name: str(cfg.output) for name, _, cfg in steps}
         judge = outputs.get(ev.get("judge"), ev.get("judge"))
         evaluate.evaluate_runs(list(outputs.values()), ev.get("prompts"), judge, ev.get("pairs"),
-                               str(root / "report"), ev.get("max_new_tokens", 64), ev.get("comparison_prompts", False))
+                               str(root / "report"), ev.get("max_new_tokens", 64), ev.get("comparison_prompts", False),
+                               overwrite=True)  # the recipe's own report, rewritten on each run
     return root

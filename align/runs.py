@@ -8,7 +8,9 @@ Layout of a run:
     logs.jsonl      one JSON line per logging step
 Files are written to a temporary name and renamed, so a kill never leaves a corrupt manifest.
 
-Claiming an output (Run.open for runs, check_replaceable + atomic_dir for `align merge`):
+Claiming an output (Run.open for runs, check_replaceable + atomic_dir for `align merge` and `align eval`'s
+report folder, check_output_file for `align score`/`align generate` files), on the path it names once created
+(output_path: `runs/new/../sft` is `runs/sft`):
   - a missing or empty directory is used as it is; the current directory, its parents, the home directory
     (or a parent of it) and / are never used as an output nor replaced;
   - an existing run is continued with --resume (same stage and same options: see RESUME_MAY_DIFFER), or
@@ -46,6 +48,8 @@ from align.errors import RunError, TrainingDiverged
 
 MANIFEST = "align.json"
 MERGED_MARKER = "align-merged.json"  # marks a checkpoint written by `align merge` (so --overwrite may replace it)
+REPORT_MARKER = "eval.json"  # marks a folder written by `align eval`
+MARKERS = {MERGED_MARKER: "align_merged", REPORT_MARKER: "align_eval"}  # marker file -> the key it holds
 COMPLETE, RUNNING, INTERRUPTED = "complete", "running", "interrupted"
 FAILED = "failed"  # training diverged (TrainingDiverged): kept to be read, never complete, not resumed by `align run`
 
@@ -75,15 +79,34 @@ def wall_seconds(manifest: dict[str, Any]) -> float | None:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write to a temporary sibling, then rename: a reader (or a kill) never sees half a file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_output_file(path: str | Path, overwrite: bool) -> Path:
+    """A file output (`align score`, `align generate`), checked before any work: never a directory, and an
+    existing file only with --overwrite."""
+    path = output_path(path)
+    if path.is_dir():
+        raise RunError(f"{path}: is a directory; --output takes a file name here")
+    if path.exists() and not overwrite:
+        raise RunError(f"{path}: already exists; pass --overwrite to replace it")
+    return path
 
 
 @contextmanager
@@ -120,6 +143,17 @@ def move_aside(path: str | Path) -> Path:
     return aside
 
 
+def output_path(path: str | Path) -> Path:
+    """The directory an output path names once it exists. `runs/new/../sft` is `runs/sft` as soon as `runs/new`
+    is created, though it did not exist when checked: every check and write uses this resolved path (symlinks
+    followed, `..` applied), shown relative to the current directory when it lies below it."""
+    real = Path(os.path.realpath(Path(path).expanduser()))
+    try:
+        return real.relative_to(Path.cwd().resolve()) if real != Path.cwd().resolve() else real
+    except ValueError:
+        return real
+
+
 def protected(path: str | Path) -> str | None:
     """Why `path` may never be an output nor be replaced: the current directory, one of its parents, the
     home directory or one of its parents, the filesystem root. None for any other path."""
@@ -138,24 +172,37 @@ def protected(path: str | Path) -> str | None:
     return None
 
 
-def check_replaceable(path: str | Path, overwrite: bool, marker: str, what: str) -> None:
+def check_replaceable(path: str | Path, overwrite: bool, marker: str, what: str) -> Path:
     """Refuse to write `what` to `path` where that would replace something align did not write (one holding
-    `marker`), or where it would replace anything without --overwrite."""
-    path = Path(path)
+    `marker`: a JSON file with the key MARKERS[marker]), or where it would replace anything without
+    --overwrite. Returns the resolved path (output_path) to write to."""
+    path = output_path(path)
     if path.exists() and not path.is_dir():
         raise RunError(f"{path}: is a file, not a directory")
     why = protected(path)
     if why:
         raise RunError(f"{path}: is {why}; align never writes its output there nor replaces it "
-                       f"(give a directory of its own, e.g. --output merged/NAME)")
+                       f"(give it a directory of its own)")
     if not (path.exists() and any(path.iterdir())):
-        return
-    ours = (path / marker).is_file()
-    if not ours:
-        raise RunError(f"{path}: already exists and is not a {what} written by align (no {marker}); "
+        return path
+    if not marked(path / marker):
+        raise RunError(f"{path}: already exists and is not {'an' if what[0] in 'aeiou' else 'a'} {what} written by "
+                       f"align (no {marker} of align's); "
                        f"--overwrite only replaces what align wrote: choose another --output")
     if not overwrite:
         raise RunError(f"{path}: already exists; pass --overwrite to replace it")
+    return path
+
+
+def marked(marker: Path) -> bool:
+    """`marker` is a JSON file align wrote: it holds MARKERS[its name] (an evaluation report written before
+    that key existed is known by its fields)."""
+    try:
+        content = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and (bool(content.get(MARKERS[marker.name])) or (
+        marker.name == REPORT_MARKER and {"judge", "prompts", "pairs", "results"} <= content.keys()))
 
 
 def library_versions() -> dict[str, str]:
@@ -307,8 +354,8 @@ class Run:
         if not path:
             raise RunError("no output directory: pass --output DIR")
         if not is_main_process():
-            return ReadOnlyRun(path, stage)
-        run = cls(path, stage)
+            return ReadOnlyRun(output_path(path), stage)
+        run = cls(output_path(path), stage)
         if run.path.exists() and not run.path.is_dir():
             raise RunError(f"{path}: is a file, not a directory")
         exists = run.path.exists() and any(run.path.iterdir())
@@ -321,7 +368,10 @@ class Run:
         if exists:
             run._replace(overwrite)
         run.created = not run.path.exists()
-        run.path.mkdir(parents=True, exist_ok=True)
+        try:  # a new directory is ours only if this process made it: two runs started at once cannot share one
+            run.path.mkdir(parents=True, exist_ok=not run.created)
+        except FileExistsError:
+            raise RunError(f"{path}: was created by another process just now; give each run its own --output") from None
         run.fresh = True
         return run
 
@@ -435,10 +485,16 @@ class Run:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None or self.manifest.get("status") == COMPLETE:
             return
-        if isinstance(exc, TrainingDiverged) and self.started and (self.path / MANIFEST).exists():
-            self.write(status=FAILED, error=str(exc), finished=now())
+        checkpointed = self.checkpoints.exists() and any(self.checkpoints.iterdir())
+        if self.fresh and self.aside is not None and not checkpointed:
+            self._discard()  # failed early (diverged too): the run it was to replace is put back
             return
-        if self.fresh and (not self.started or not (self.checkpoints.exists() and any(self.checkpoints.iterdir()))):
+        if isinstance(exc, TrainingDiverged) and self.started and (self.path / MANIFEST).exists():
+            self.write(status=FAILED, error=str(exc), finished=now())  # kept to be read: its logs show where
+            if self.aside is not None:
+                print(f"[align] the run it replaces stays in {self.aside}", file=sys.stderr)
+            return
+        if self.fresh and (not self.started or not checkpointed):
             self._discard()  # nothing worth keeping: leave no half-written run
             return
         if self.started and (self.path / MANIFEST).exists():

@@ -204,6 +204,83 @@ def test_pipeline_stage_with_output_dot_and_overwrite_exits_2(tiny_model, tmp_pa
     assert snapshot(tmp_path) == before
 
 
+def test_dot_dot_after_a_missing_folder_is_the_folder_it_names_once_created(tmp_path, monkeypatch):
+    """`runs/new/../sft` is `runs/sft` as soon as `runs/new` exists: it must not pass as a new directory and
+    then write into (or, failing early, delete) the complete run at runs/sft, nor replace a user's folder."""
+    old = fake_run(tmp_path / "runs" / "sft")
+    project(tmp_path / "runs" / "thesis")
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    refused("runs/new/../sft", overwrite=False, match="already exists; pass --overwrite")
+    with pytest.raises(RunError, match="is not a merged checkpoint written by align"):
+        runs.check_replaceable("runs/new/../thesis", True, runs.MERGED_MARKER, "merged checkpoint")
+    result = runner.invoke(app, ["merge", "runs/sft", "--output", "runs/other/../thesis"])
+    assert result.exit_code == 2 and "runs/thesis: already exists and is not a merged checkpoint" in result.output
+    assert snapshot(tmp_path) == before
+    with pytest.raises(RuntimeError):  # replaced with --overwrite, then failing early: the old run comes back
+        with runs.Run.open("runs/new/../sft", "sft", overwrite=True) as run:
+            assert run.path == Path("runs/sft")
+            raise RuntimeError("boom")
+    assert snapshot(tmp_path) == before and runs.read_manifest(old)["status"] == runs.COMPLETE
+
+
+def test_a_replacement_that_diverges_before_its_first_checkpoint_puts_the_old_run_back(tmp_path):
+    from align.errors import TrainingDiverged
+
+    old = fake_run(tmp_path / "runs" / "sft")
+    before = snapshot(tmp_path)
+    with pytest.raises(TrainingDiverged):
+        with runs.Run.open(str(old), "sft", overwrite=True) as run:
+            run.start({"output": str(old)}, data={})
+            raise TrainingDiverged("loss not finite")
+    assert snapshot(tmp_path) == before
+    with pytest.raises(TrainingDiverged):  # after a checkpoint: kept as failed, the old run aside until replaced
+        with runs.Run.open(str(old), "sft", overwrite=True) as run:
+            run.start({"output": str(old)}, data={})
+            (run.checkpoints / "checkpoint-2").mkdir(parents=True)
+            raise TrainingDiverged("loss not finite")
+    manifest = runs.read_manifest(old)
+    assert manifest["status"] == runs.FAILED and runs.peek_manifest(manifest["replaces"][0])["status"] == runs.COMPLETE
+
+
+def test_file_outputs_are_not_replaced_without_overwrite(tmp_path):
+    """`align score/generate --output FILE`: an existing file needs --overwrite, a directory is refused, and
+    both are checked before any model loads (the model here does not exist)."""
+    mine = tmp_path / "answers.jsonl"
+    mine.write_text("my own results\n")
+    folder = project(tmp_path / "proj")
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "hi"}\n')
+    before = snapshot(tmp_path)
+    for command in (["generate", str(tmp_path / "no-model"), "--prompt", "hi"],
+                    ["score", str(tmp_path / "no-run"), "--data", str(prompts)]):
+        result = runner.invoke(app, [*command, "--output", str(mine)])
+        assert result.exit_code == 2 and "answers.jsonl: already exists; pass --overwrite" in result.output
+        result = runner.invoke(app, [*command, "--output", str(folder), "--overwrite"])
+        assert result.exit_code == 2 and "proj: is a directory" in result.output, result.output
+    assert snapshot(tmp_path) == before
+    runs.check_output_file(mine, overwrite=True)
+    runs.write_text_atomic(mine, "new\n")
+    assert mine.read_text() == "new\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "answers.jsonl", "p.jsonl", "proj"]
+
+
+def test_eval_report_folder_replaces_only_an_align_report(tmp_path):
+    folder = project(tmp_path / "proj")
+    before = snapshot(tmp_path)
+    for overwrite in ([], ["--overwrite"]):
+        result = runner.invoke(app, ["eval", str(tmp_path / "no-run"), "--prompts", "p.jsonl", "--output", str(folder),
+                                     *overwrite])
+        assert result.exit_code == 2 and "is not an evaluation report written by align" in result.output, result.output
+    assert snapshot(tmp_path) == before
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "eval.json").write_text(json.dumps({"align_eval": 1, "results": []}))
+    with pytest.raises(RunError, match="already exists; pass --overwrite"):
+        runs.check_replaceable(report, False, runs.REPORT_MARKER, "evaluation report")
+    assert runs.check_replaceable(report, True, runs.REPORT_MARKER, "evaluation report") == report
+
+
 # --- align merge ---------------------------------------------------------------------------------------
 
 def test_merge_output_check_refuses_what_align_did_not_write(tmp_path, monkeypatch):
@@ -224,7 +301,10 @@ def test_merge_output_check_refuses_what_align_did_not_write(tmp_path, monkeypat
     # ours (marker written by `align merge`): replaced with --overwrite only; missing or empty: fine
     merged = tmp_path / "merged"
     merged.mkdir()
-    (merged / runs.MERGED_MARKER).write_text("{}")
+    (merged / runs.MERGED_MARKER).write_text("{}")  # a marker's name alone is not ours
+    with pytest.raises(RunError, match="is not a merged checkpoint written by align"):
+        runs.check_replaceable(merged, True, runs.MERGED_MARKER, "merged checkpoint")
+    (merged / runs.MERGED_MARKER).write_text('{"align_merged": 1}')
     with pytest.raises(RunError, match="already exists; pass --overwrite"):
         runs.check_replaceable(merged, False, runs.MERGED_MARKER, "merged checkpoint")
     runs.check_replaceable(merged, True, runs.MERGED_MARKER, "merged checkpoint")
