@@ -18,7 +18,9 @@ import gzip
 import hashlib
 import itertools
 import json
+import math
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +62,18 @@ SLICE = re.compile(r"^(?P<path>.+)\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\]$")
 def split_spec(spec: str) -> tuple[str, str | None]:
     """'file[a:b]' -> ('file', '[a:b]'); a path without a slice (or an existing file whose name ends so) -> (path, None)."""
     m = SLICE.match(str(spec))
-    if not m or Path(spec).exists():
+    if Path(spec).exists():
         return str(spec), None
+    if not m:
+        bad = re.match(r"^(?P<path>.+)(?P<sel>\[[^\[\]]*\])$", str(spec))
+        if bad and Path(bad["path"]).exists():
+            raise DataError(bad["path"], f"cannot read the selection {bad['sel']}: use [start:stop] with whole "
+                                         "numbers or percentages, e.g. [:-100], [1000:], [:90%]")
+        return str(spec), None
+    for bound in (m["start"], m["stop"]):
+        if bound and bound.endswith("%") and abs(int(bound[:-1])) > 100:
+            raise DataError(m["path"], f"the selection [{m['start'] or ''}:{m['stop'] or ''}] has a percentage "
+                                       "over 100")
     return m["path"], f"[{m['start'] or ''}:{m['stop'] or ''}]"
 
 
@@ -83,9 +95,9 @@ def select(records: list, selection: str | None) -> list:
 
 def _open_text(path: Path, newline: str | None = None):
     """Text, with bytes that are not UTF-8 kept as lone surrogates (see _not_utf8) so they can be located."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape", newline=newline)
-    return open(path, encoding="utf-8", errors="surrogateescape", newline=newline)
+    if path.suffix == ".gz":  # utf-8-sig: a byte-order mark (Excel's CSV) is not part of the first field's name
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="surrogateescape", newline=newline)
+    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline=newline)
 
 
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
@@ -115,7 +127,7 @@ def read_table(path: str | Path) -> Iterator[tuple[int, Any]]:
                                 "or a saved datasets directory)")
     try:
         yield from readers[kind](p)
-    except (OSError, UnicodeDecodeError, EOFError) as e:
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as e:
         raise DataError(str(p), f"cannot read file ({e})") from None
 
 
@@ -154,6 +166,9 @@ def _read_csv(p: Path) -> Iterator[tuple[int, Any]]:
     with _open_text(p, newline="") as f:
         reader = csv.DictReader(f, delimiter="\t" if _suffix(p) == ".tsv" else ",")
         for n, rec in enumerate(reader, 1):
+            if None in rec:  # DictReader's key for cells beyond the header: an unquoted comma in a field
+                raise DataError(str(p), f"{len(reader.fieldnames) + len(rec[None])} values for a "
+                                f"{len(reader.fieldnames)}-column header (quote fields that hold the delimiter)", n)
             for key, value in rec.items():
                 for text in (key, value) if isinstance(value, str) else (key,):
                     bad = _not_utf8(text) if isinstance(text, str) else None
@@ -164,9 +179,14 @@ def _read_csv(p: Path) -> Iterator[tuple[int, Any]]:
 
 
 def _read_parquet(p: Path) -> Iterator[tuple[int, Any]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    yield from enumerate(pq.read_table(p).to_pylist(), 1)
+    try:
+        table = pq.read_table(p)
+    except (pa.ArrowException, ValueError) as e:  # not parquet, truncated, or compressed around
+        raise DataError(str(p), f"cannot read file as parquet ({e})") from None
+    yield from enumerate(table.to_pylist(), 1)
 
 
 def _read_datasets_dir(p: Path) -> Iterator[tuple[int, Any]]:
@@ -259,6 +279,17 @@ def _as_messages(value: Any, role: str, where: tuple[str, int], key: str) -> lis
     return _messages(value, where, key)
 
 
+def _answer(value: Any, where: tuple[str, int], key: str) -> list[dict]:
+    """A compared answer (chosen, rejected, a ranked response): text, or assistant messages only. A user turn in
+    it would leave the prompt's last answer as the thing compared."""
+    msgs = _as_messages(value, "assistant", where, key)
+    for i, m in enumerate(msgs):
+        if m["role"] != "assistant":
+            raise DataError(where[0], f"an answer holds assistant messages only, got role {m['role']!r}", where[1],
+                            f"{key}[{i}].role")
+    return msgs
+
+
 def _records(path: str) -> Iterator[tuple[tuple[str, int], dict]]:
     for n, rec in read_table(path):
         if not isinstance(rec, dict):
@@ -297,6 +328,9 @@ def _load(paths: list[str] | str, formats: dict[str, tuple[str, ...]], convert) 
                 count += 1
         if fmt is None:
             raise DataError(path, "no rows" + (f" in {selection}" if selection else ""))
+        if not count:
+            raise DataError(path, "no usable rows" + (f" in {selection}" if selection else "") + ": every row was "
+                            "skipped (" + ", ".join(f"{k}: {v}" for k, v in out.skipped.items() if v) + ")")
         digest = fingerprint(path)
         if selection:  # the selection is what trained: a changed slice is changed data
             digest = hashlib.sha256(f"{digest}{selection}".encode()).hexdigest()
@@ -395,9 +429,12 @@ def _number(rec: dict, key: str, where: tuple[str, int], required: bool = False,
     try:
         if isinstance(value, bool):
             raise ValueError
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise DataError(where[0], f"expected a number, got {value!r}", where[1], field or key) from None
+    if not math.isfinite(number):
+        raise DataError(where[0], f"expected a finite number, got {value!r}", where[1], field or key)
+    return number
 
 
 def ranked_pairs(responses: list[tuple[list[dict], float]]) -> list[tuple[int, int]]:
@@ -417,7 +454,7 @@ def _ranked_responses(rec: dict, where: tuple[str, int]) -> list[tuple[list[dict
         f = f"responses[{i}]"
         if isinstance(item, (str, list)):  # listed best -> worst
             kinds.add("order")
-            out.append((_as_messages(item, "assistant", where, f), float(len(items) - i)))
+            out.append((_answer(item, where, f), float(len(items) - i)))
             continue
         if not isinstance(item, dict):
             raise DataError(where[0], f"expected text or an object, got {type(item).__name__}", where[1], f)
@@ -432,7 +469,7 @@ def _ranked_responses(rec: dict, where: tuple[str, int]) -> list[tuple[list[dict
             quality = _number(item, "score", where, True, f"{f}.score")
         else:
             raise DataError(where[0], "needs a 'rank' or 'score'", where[1], f)
-        out.append((_as_messages(item[key], "assistant", where, f"{f}.{key}"), quality))
+        out.append((_answer(item[key], where, f"{f}.{key}"), quality))
     if len(kinds) > 1:  # e.g. rank 1 (best) vs score 1 (low) would compare meaningless numbers
         raise DataError(where[0], "mixes " + " and ".join(sorted(kinds)) + "; use one way of ranking per row "
                         "(all listed best -> worst, all with 'rank', or all with 'score')", where[1], "responses")
@@ -453,8 +490,7 @@ def _pair_rows(fmt: str, rec: dict, where: tuple[str, int], out: Loaded) -> Iter
         return
     if fmt == "pairs":
         prompt = _as_messages(rec["prompt"], "user", where, "prompt")
-        chosen = _as_messages(rec["chosen"], "assistant", where, "chosen")
-        rejected = _as_messages(rec["rejected"], "assistant", where, "rejected")
+        chosen, rejected = _answer(rec["chosen"], where, "chosen"), _answer(rec["rejected"], where, "rejected")
     else:
         # Whole dialogues (HH-RLHF): real files have a few rows whose dialogue ends on a user turn or whose two
         # sides diverge before the last answer. Those are skipped and counted; malformed text is an error.
@@ -478,7 +514,7 @@ def _pair_rows(fmt: str, rec: dict, where: tuple[str, int], out: Loaded) -> Iter
 
 def is_comparison_file(path: str) -> bool:
     """Whether a file holds comparisons (pairs or rankings) rather than single responses, from its first row."""
-    for _, rec in read_table(path):
+    for _, rec in read_table(split_spec(path)[0]):
         return isinstance(rec, dict) and any(all(k in rec for k in keys) for keys in PAIR_FORMATS.values())
     return False
 

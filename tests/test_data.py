@@ -177,3 +177,50 @@ def test_max_length_zero_is_not_reported_as_a_data_error(tiny_model, tmp_path, j
     assert result.exit_code == 2, result.output
     assert "max_length" in result.output and "row" not in result.output and "d.jsonl" not in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_files_that_cannot_be_read_are_data_errors(tmp_path):
+    """A damaged gzip body, a file that is not parquet, a CSV row with more cells than its header: exit-2 errors
+    naming the file (and the row), not tracebacks, and not a silently shortened answer."""
+    import gzip
+
+    good = gzip.compress(("".join(json.dumps({"text": f"row {i}"}) + "\n" for i in range(200))).encode())
+    damaged = tmp_path / "d.jsonl.gz"
+    damaged.write_bytes(good[:20] + bytes(b ^ 0x5A for b in good[20:60]) + good[60:])
+    assert "d.jsonl.gz: cannot read file" in str(error_of(data.load_sft, str(damaged)))
+    for name in ("e.parquet", "f.parquet.gz"):
+        (tmp_path / name).write_bytes(b"PAR1 not really" if name == "e.parquet" else gzip.compress(b"PAR1"))
+        assert f"{name}: cannot read file as parquet" in str(error_of(data.load_sft, str(tmp_path / name)))
+    csv_file = tmp_path / "c.csv"
+    csv_file.write_text("prompt,completion\nWhat is 2+2?,Four\nWhat is 3+3?,Six, obviously\n")
+    assert str(error_of(data.load_sft, str(csv_file))).endswith(
+        "c.csv, row 2: 3 values for a 2-column header (quote fields that hold the delimiter)")
+    bom = tmp_path / "excel.csv"  # Excel writes a byte-order mark before the header
+    bom.write_bytes(b"\xef\xbb\xbfprompt,completion\nwhat is the color of the sky,blue\n")
+    assert data.load_sft(str(bom)).values() == [EXPECTED]
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"prompt": "p", "chosen": [{"role": "user", "content": "A"}], "rejected": "B"},
+     "row 1, field 'chosen[0].role': an answer holds assistant messages only, got role 'user'"),
+    ({"prompt": "p", "responses": [{"text": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}],
+                                    "rank": 1}, {"text": "c", "rank": 2}]},
+     "row 1, field 'responses[0].text[1].role': an answer holds assistant messages only"),
+    ({"prompt": "p", "chosen": "a", "rejected": "b", "margin": float("nan")},
+     "row 1, field 'margin': expected a finite number, got nan"),
+    ({"prompt": "p", "responses": [{"text": "a", "score": 1.0}, {"text": "b", "score": float("-inf")}]},
+     "row 1, field 'responses[1].score': expected a finite number, got -inf"),
+])
+def test_bad_comparisons_are_located(row, message, jsonl):
+    err = error_of(data.load_pairs, jsonl("pairs.jsonl", [row]))
+    assert message in str(err), str(err)
+
+
+def test_selections_and_all_skipped_files_are_clear(jsonl):
+    path = jsonl("pairs.jsonl", [{"prompt": "p", "chosen": "same", "rejected": "same"}] * 3)
+    assert str(error_of(data.load_pairs, path)).endswith(
+        "pairs.jsonl: no usable rows: every row was skipped (chosen equals rejected: 3)")
+    for bad in ("[abc]", "[1:2:3]", "[0.5:]", "[3]"):
+        assert f"cannot read the selection {bad}: use [start:stop]" in str(error_of(data.load_pairs, path + bad))
+    assert "has a percentage over 100" in str(error_of(data.load_pairs, path + "[:150%]"))
+    assert data.is_comparison_file(path + "[:2]")
