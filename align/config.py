@@ -14,9 +14,9 @@ stage or the pipeline plan.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
-import json
 import math
 import types
 import typing
@@ -407,6 +407,8 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
         loaded = yaml.safe_load(path.read_text())
     except OSError as e:
         raise ConfigError(f"{path}: cannot read recipe ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if loaded is None:
@@ -419,7 +421,7 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
 def override(recipe: dict[str, Any], assignments: list[str] | None) -> dict[str, Any]:
     """`--set stages.rm.data=FILE` (repeatable): dotted keys into the recipe, each value read as YAML (a number,
     a list `[a, b]`, a string). A new copy; the recipe file is untouched."""
-    out = json.loads(json.dumps(recipe))
+    out = copy.deepcopy(recipe)  # not a JSON round trip: YAML has dates, which JSON does not
     for item in assignments or []:
         key, eq, text = item.partition("=")
         if not eq or not key:

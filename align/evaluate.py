@@ -62,6 +62,13 @@ def answer_lengths(tokenizer, answers: list[str]) -> float:
     return sum(len(tokenizer(a)["input_ids"]) for a in answers) / len(answers)
 
 
+def judged(judge, prompts: list[list[dict]], answers: list[str], reference: dict[str, Any]) -> list[float]:
+    """The judge's score of each answer. The reference's answers were scored in another call, batched and padded
+    otherwise: an answer identical to the reference's takes its score, a tie, not a win or loss by float noise."""
+    return [ref if a == ref_a else s for s, a, ref, ref_a in
+            zip(judge.score(prompts, answers), answers, reference["scores"], reference["answers"])]
+
+
 def versus_reference(model, tok, prompts: list[list[dict]], max_new_tokens: int, judge, reference: dict[str, Any]
                      ) -> dict[str, Any]:
     """The active adapter's greedy answers against the reference's (adapters disabled): KL of its answers to
@@ -74,7 +81,7 @@ def versus_reference(model, tok, prompts: list[list[dict]], max_new_tokens: int,
     out = {"kl_to_reference": sum(kl) / len(kl), "response_length": answer_lengths(tok, answers),
            "reference_length": reference["length"], "answers": answers}
     if judge is not None:
-        mine = judge.score(prompts, answers)
+        mine = judged(judge, prompts, answers, reference)
         rate, se = win_rate(mine, reference["scores"])
         out.update(reward=sum(mine) / len(mine), reference_reward=sum(reference["scores"]) / len(mine),
                    win_rate=rate, win_rate_se=se, scores=mine)

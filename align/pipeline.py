@@ -156,6 +156,12 @@ def check_eval(ev: Any, seen: dict[str, Path], source: str) -> None:
     tokens = ev.get("max_new_tokens", 64)
     if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
         raise ConfigError(f"{source}: eval.max_new_tokens must be an integer >= 1, got {tokens!r}")
+    for key in ("prompts", "pairs", "judge"):
+        if ev.get(key) is not None and not isinstance(ev[key], str):
+            raise ConfigError(f"{source}: eval.{key} must be a path{' or a stage name' * (key == 'judge')}, got "
+                              f"{ev[key]!r}")
+    if not isinstance(ev.get("comparison_prompts", False), bool):
+        raise ConfigError(f"{source}: eval.comparison_prompts must be true or false, got {ev['comparison_prompts']!r}")
     for key in ("prompts", "pairs"):
         if ev.get(key) and not data.exists(ev[key]):
             raise ConfigError(f"{source}: eval.{key} '{ev[key]}' does not exist")

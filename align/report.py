@@ -54,6 +54,18 @@ def _win(r: dict[str, Any]) -> str:
     return f"{r['win_rate']:.3f} +- {1.96 * r.get('win_rate_se', 0.0):.3f}"
 
 
+def slugs(run_dirs: list[str]) -> dict[str, str]:
+    """A file-name part per run: its folder's name, numbered where two runs share it (runs/a/ppo, runs/b/ppo:
+    ppo, ppo_2), so that one run's plot never replaces another's."""
+    out: dict[str, str] = {}
+    for d in dict.fromkeys(run_dirs):
+        name, k = Path(d).name, 1
+        while (name if k == 1 else f"{name}_{k}") in out.values():
+            k += 1
+        out[d] = name if k == 1 else f"{name}_{k}"
+    return out
+
+
 def _wall(manifest: dict[str, Any]) -> str:
     seconds = runs.wall_seconds(manifest)
     if seconds is None:
@@ -162,9 +174,10 @@ def write(out: dict[str, Any], manifests: dict[str, dict[str, Any]], folder: Pat
                   f"{', '.join(Path(r['run']).name for r in group)} against {reference}, the model "
                   f"{'they' if len(group) > 1 else 'it'} started from (at KL 0).", "",
                   f"![reward vs KL to {reference}]({name})", ""]
+    slug = slugs(list(manifests) + [r["run"] for r in pols])
     for r in pols:
         if r.get("curve") and r.get("reward") is not None:
-            name = f"reward_vs_sqrt_kl_{Path(r['run']).name}.png"
+            name = f"reward_vs_sqrt_kl_{slug[r['run']]}.png"
             plot_reward_vs_sqrt_kl(r, folder / name)
             lines += [f"### Judge reward vs sqrt(KL) over {r['run']}'s training", "",
                       f"![judge reward vs sqrt KL]({name})", ""]
@@ -179,7 +192,7 @@ def write(out: dict[str, Any], manifests: dict[str, dict[str, Any]], folder: Pat
         lines += ["", f"This evaluation took {out['wall_s'] / 60:.1f} min."]
     lines.append("")
     for run_dir, m in manifests.items():
-        name = f"curves_{Path(run_dir).name}.png"
+        name = f"curves_{slug[run_dir]}.png"
         if plot_curves(run_dir, m["stage"], folder / name):
             lines += [f"![{m['stage']} curves]({name})", ""]
     for r in pols:

@@ -80,6 +80,18 @@ def test_win_rate_standard_error():
     assert evaluate.win_rate([1.0] * 5, [0.0] * 5) == (1.0, 0.0)
 
 
+def test_an_answer_identical_to_the_references_is_a_tie():
+    """Scored in another batch, the same answer comes back a float step apart: that is not a win or a loss."""
+    class Judge:
+        def score(self, prompts, answers):
+            return [0.5 + 1e-7 if a == "same" else 0.9 for a in answers]
+
+    reference = {"answers": ["same", "old", "same"], "scores": [0.5, 0.3, 0.5]}
+    mine = evaluate.judged(Judge(), [[]] * 3, ["same", "new", "different"], reference)
+    assert mine == [0.5, 0.9, 0.9]
+    assert evaluate.win_rate(mine, reference["scores"])[0] == pytest.approx((0.5 + 1 + 1) / 3)
+
+
 def write_hh_subset(folder: Path, rows: int) -> None:
     folder.mkdir()
     for name in ("hh_helpful_rejection_sampled_test", "hh_helpful_online_test"):

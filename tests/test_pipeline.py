@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
+from pathlib import Path
 
 import yaml
 from typer.testing import CliRunner
@@ -55,6 +57,21 @@ def test_recipe_validate_names_the_bad_key(tiny_model, tmp_path):
     ok = runner.invoke(app, ["recipe", "validate", good])
     assert ok.exit_code == 0 and "rl: ppo ->" in ok.output
     assert runner.invoke(app, ["run", good, "--only", "nope"]).exit_code == 2
+    recipe = yaml.safe_load(Path(good).read_text())
+    dated = tmp_path / "dated.yaml"  # a YAML date is a value like any other (no JSON round trip)
+    dated.write_text(yaml.safe_dump({**recipe, "vars": {"day": datetime.date(2026, 12, 3)}}, sort_keys=False))
+    assert runner.invoke(app, ["recipe", "validate", str(dated)]).exit_code == 0
+    for ev, message in [({"prompts": str(tmp_path / "prompts.jsonl"), "judge": 5}, "eval.judge must be a path or a "
+                         "stage name, got 5"),
+                        ({"prompts": str(tmp_path / "prompts.jsonl"), "comparison_prompts": "no"},
+                         "eval.comparison_prompts must be true or false, got 'no'")]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(yaml.safe_dump({**recipe, "eval": ev}, sort_keys=False))
+        result = runner.invoke(app, ["recipe", "validate", str(bad)])
+        assert result.exit_code == 2 and message in result.output, result.output
+    (tmp_path / "latin1.yaml").write_bytes("output: r\u00e9sultats\n".encode("latin-1"))
+    result = runner.invoke(app, ["recipe", "validate", str(tmp_path / "latin1.yaml")])
+    assert result.exit_code == 2 and "latin1.yaml: not UTF-8 text (byte 9)" in result.output, result.output
 
 
 def test_full_pipeline_with_evaluation_report(tiny_model, tmp_path, monkeypatch):
@@ -172,3 +189,10 @@ def test_report_gives_each_stage_its_wall_time(tmp_path):
     text = report.write(out, {"runs/rm": done, "runs/sft": running}, tmp_path).read_text()
     assert "| runs/rm | rm | complete | 150.5 min (1 resume) | loss_end 0.500 |" in text
     assert "| runs/sft | sft | running | - |" in text and "This evaluation took 1.5 min." in text
+
+
+def test_plots_of_runs_with_the_same_folder_name_do_not_replace_each_other():
+    from align import report
+
+    assert report.slugs(["runs/a/ppo", "runs/b/ppo", "runs/sft", "runs/a/ppo", "runs/c/ppo"]) == {
+        "runs/a/ppo": "ppo", "runs/b/ppo": "ppo_2", "runs/sft": "sft", "runs/c/ppo": "ppo_3"}
