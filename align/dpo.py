@@ -192,7 +192,7 @@ def run(cfg: DPOConfig) -> dict[str, Any]:
     """Check every input, then set up, train, evaluate and save (then judge the saved policy, if asked)."""
     options, train_rows, eval_rows, lineage, tokenizer, train_set, eval_set, counts, eval_counts = load_inputs(cfg)
     with Run.open(cfg.output, "dpo", cfg.overwrite, cfg.resume) as out:
-        out.start(to_dict(cfg), data={"train": train_rows.files, "eval": eval_rows.files if eval_rows else [],
+        out.start(to_dict(cfg), lineage=lineage, data={"train": train_rows.files, "eval": eval_rows.files if eval_rows else [],
                                       "counts": {"train": {**counts, **train_rows.skipped}, "eval": eval_counts}})
         trainer = build_trainer(cfg, out, lineage, tokenizer, options, train_set, eval_set)
         with completion_positions_only():

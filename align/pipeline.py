@@ -185,15 +185,19 @@ def run_pipeline(recipe_path: str, only: list[str] | None = None, from_stage: st
     root, steps = plan(recipe, recipe_path)
     todo = select(steps, only, from_stage)
     for name, method, cfg in todo:
-        manifest_path = Path(cfg.output) / runs.MANIFEST
-        status = runs.read_manifest(cfg.output).get("status") if manifest_path.exists() else None
-        if status == runs.COMPLETE and not overwrite:
+        manifest = runs.read_manifest(cfg.output) if (Path(cfg.output) / runs.MANIFEST).exists() else {}
+        status, changed = manifest.get("status"), manifest and runs.lineage_changes(manifest)
+        if changed:  # an earlier stage was run again: this one trained on top of what that replaced
+            print(f"[align] {name}: {changed} since the run in {cfg.output} started from it; running it again "
+                  "from the start", flush=True)
+        elif status == runs.COMPLETE and not overwrite:
             print(f"[align] {name}: complete in {cfg.output}, skipped", flush=True)
             continue
-        if status == runs.FAILED:  # it diverged: resuming would continue from diverged weights
+        elif status == runs.FAILED:  # it diverged: resuming would continue from diverged weights
             print(f"[align] {name}: the run in {cfg.output} failed; running it again from the start", flush=True)
-        resume = status in (runs.RUNNING, runs.INTERRUPTED) and not overwrite
-        cfg = dataclasses.replace(cfg, resume=resume, overwrite=overwrite or status == runs.FAILED)
+        restart = bool(changed) or status == runs.FAILED
+        resume = status in (runs.RUNNING, runs.INTERRUPTED) and not overwrite and not restart
+        cfg = dataclasses.replace(cfg, resume=resume, overwrite=overwrite or restart)
         print(f"[align] {name}: {'resuming' if cfg.resume else 'running'} {method} -> {cfg.output}", flush=True)
         run_stage(method, cfg)
     ev = substitute(recipe, recipe_path).get("eval")

@@ -387,7 +387,7 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
                           f"{len(prompts)} prompts")
 
     with Run.open(cfg.output, "ppo", cfg.overwrite, cfg.resume) as out:
-        out.start(to_dict(cfg), data={"prompts": loaded.files, "counts": counts})
+        out.start(to_dict(cfg), lineage=lineage, data={"prompts": loaded.files, "counts": counts})
         trainer = PPOTrainer(cfg, lineage, tokenizer, prompts, eval_prompts, out)
         metrics = trainer.fit()
         if rank == 0:

@@ -241,7 +241,7 @@ def run(cfg: RMConfig) -> dict[str, Any]:
     eval_groups, eval_counts = _encode(eval_rows, tokenizer, cfg, "eval") if eval_rows else ([], {})
 
     with Run.open(cfg.output, "rm", cfg.overwrite, cfg.resume) as out:
-        out.start(to_dict(cfg), data={"train": train_rows.files, "eval": eval_rows.files if eval_rows else [],
+        out.start(to_dict(cfg), lineage=lineage, data={"train": train_rows.files, "eval": eval_rows.files if eval_rows else [],
                                       "counts": {"train": train_counts, "eval": eval_counts}})
         model = models.prepare(cfg, "seq_cls", lineage, tokenizer)
         micro = train.micro_batch_tokens(cfg, model, lm_head=False)

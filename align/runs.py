@@ -44,6 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from align.data import fingerprint
 from align.errors import RunError, TrainingDiverged
 
 MANIFEST = "align.json"
@@ -291,7 +292,23 @@ def read_manifest(run_dir: str | Path, require_complete: bool = False) -> dict[s
     if require_complete and manifest.get("status") != COMPLETE:
         raise RunError(f"{run_dir}: the {manifest.get('stage')} run is {manifest.get('status')}, not complete "
                        f"(finish it with --resume first)")
+    if require_complete and (changed := lineage_changes(manifest)):
+        raise RunError(f"{run_dir}: {changed} since this run trained on top of it, so its model cannot be rebuilt "
+                       f"as it was trained; run this stage again (--overwrite)")
     return manifest
+
+
+def lineage_changes(manifest: dict[str, Any]) -> str | None:
+    """How the adapters a run was trained on top of differ from the files there now (an earlier stage re-run
+    with --overwrite), or None. Adapters are recorded by path and content (lineage.sha256); a manifest from
+    before contents were recorded is not checked."""
+    lineage = manifest.get("lineage") or {}
+    for adapter, digest in zip(lineage.get("adapters") or [], lineage.get("sha256") or []):
+        if not Path(adapter).exists():
+            return f"{adapter} is gone"
+        if fingerprint(adapter) != digest:
+            return f"{adapter} has changed"
+    return None
 
 
 def run_model_dir(run_dir: str | Path, manifest: dict[str, Any]) -> Path:
@@ -307,12 +324,14 @@ def lineage_of(cfg) -> dict[str, Any]:
         run_dir = Path(cfg.from_run).resolve()
         own = run_model_dir(run_dir, prev)
         if prev.get("full"):
-            return {"base": str(own), "adapters": [], "tokenizer": str(run_dir / "tokenizer"), "from": str(run_dir)}
-        return {"base": prev["lineage"]["base"], "adapters": prev["lineage"]["adapters"] + [str(own)],
+            return {"base": str(own), "adapters": [], "sha256": [], "tokenizer": str(run_dir / "tokenizer"),
+                    "from": str(run_dir)}
+        adapters = prev["lineage"]["adapters"] + [str(own)]
+        return {"base": prev["lineage"]["base"], "adapters": adapters, "sha256": [fingerprint(a) for a in adapters],
                 "tokenizer": str(run_dir / "tokenizer"), "from": str(run_dir)}
     if not cfg.model:
         raise RunError("no model: pass --model (hub id, path or 'smollm2-135m') or --from RUN_DIR")
-    return {"base": cfg.model, "adapters": [], "tokenizer": None, "from": None}
+    return {"base": cfg.model, "adapters": [], "sha256": [], "tokenizer": None, "from": None}
 
 
 def check_same_template(a: dict[str, Any], b: dict[str, Any], what: str) -> None:
@@ -432,6 +451,11 @@ class Run:
                                + "".join(f"  {k}: {a!r} -> {b!r}\n" for k, a, b in diffs)
                                + "Give the run's values, or start another run (a new --output, or --overwrite to "
                                f"replace this one). Free to change on resume: {', '.join(sorted(RESUME_MAY_DIFFER))}.")
+            started_on = (self.manifest.get("lineage") or {}).get("sha256")
+            if fields.get("lineage") and started_on is not None and fields["lineage"]["sha256"] != started_on:
+                raise RunError(f"{self.path}: the run it was started from ({fields['lineage']['from']}) has changed "
+                               "since (re-run with --overwrite?): this run cannot continue on top of it; start it "
+                               "again (--overwrite)")
             fields["resumes"] = (self.manifest.get("resumes") or []) + [
                 {"time": now(), "command": sys.argv, "changed": {k: [a, b] for k, a, b in allowed}}]
         self.started = True

@@ -137,7 +137,7 @@ def run(cfg: SFTConfig) -> dict[str, Any]:
               f"{cfg.max_length} tokens", flush=True)
 
     with Run.open(cfg.output, "sft", cfg.overwrite, cfg.resume) as out:
-        out.start(to_dict(cfg), data={"train": train_rows.files, "eval": eval_rows.files if eval_rows else [],
+        out.start(to_dict(cfg), lineage=lineage, data={"train": train_rows.files, "eval": eval_rows.files if eval_rows else [],
                                       "skipped": train_rows.skipped})
         model = models.prepare(cfg, "causal", lineage, tokenizer)
         args = train.trainer_args(cfg, out, TrainingArguments, tokens_per_example=cfg.max_length,

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -45,6 +46,28 @@ def test_pipeline_runs_hands_off_and_skips_complete_stages(tiny_model, tmp_path)
     again = runner.invoke(app, ["run", recipe, "--only", "sft"])
     assert again.exit_code == 0 and "sft: complete" in again.output and "rl:" not in again.output
     assert (tmp_path / "runs" / "sft" / "align.json").stat().st_mtime_ns == stamp
+
+
+def test_a_stage_trained_on_a_run_that_was_replaced_runs_again(tiny_model, tmp_path):
+    """`align run --only sft --overwrite` replaces the SFT adapter that the PPO run was trained on top of: that PPO
+    run can no longer be rebuilt as trained, so it is refused as an input and `align run` trains it again."""
+    from align import runs
+
+    recipe = write_recipe(tmp_path, tiny_model)
+    assert runner.invoke(app, ["run", recipe]).exit_code == 0
+    rl = tmp_path / "runs" / "rl"
+    assert runs.read_manifest(rl, require_complete=True)["lineage"]["sha256"] == [
+        runs.fingerprint(tmp_path / "runs" / "sft" / "adapter")]
+    again = runner.invoke(app, ["run", recipe, "--only", "sft", "--overwrite", "--set", "stages.sft.seed=7"])
+    assert again.exit_code == 0, again.output
+    with pytest.raises(runs.RunError, match=r"sft/adapter has changed since this run trained on top of it"):
+        runs.read_manifest(rl, require_complete=True)
+    result = runner.invoke(app, ["eval", str(rl), "--prompts", str(tmp_path / "prompts.jsonl")])
+    assert result.exit_code == 2 and "run this stage again (--overwrite)" in result.output
+    rerun = runner.invoke(app, ["run", recipe])
+    assert rerun.exit_code == 0, rerun.output
+    assert "sft: complete" in rerun.output and "rl: " in rerun.output and "has changed since the run in" in rerun.output
+    assert runs.read_manifest(rl, require_complete=True)["status"] == "complete"
 
 
 def test_recipe_validate_names_the_bad_key(tiny_model, tmp_path):

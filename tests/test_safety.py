@@ -161,6 +161,17 @@ def test_a_replacement_interrupted_after_a_checkpoint_keeps_both_until_it_comple
     assert not aside.exists() and not resumed.checkpoints.exists()
 
 
+def test_a_resume_on_top_of_a_changed_run_is_refused(tmp_path):
+    old = fake_run(tmp_path / "dpo", stage="dpo", status=runs.INTERRUPTED,
+                   lineage={"base": "m", "adapters": ["/sft/adapter"], "sha256": ["aaa"], "from": "/sft"})
+    run = runs.Run.open(str(old), "dpo", resume=True)
+    before = snapshot(tmp_path)
+    with pytest.raises(RunError, match=r"the run it was started from \(/sft\) has changed"):
+        run.start({"output": str(old)}, lineage={"base": "m", "adapters": ["/sft/adapter"], "sha256": ["bbb"],
+                                                 "from": "/sft"}, data={})
+    assert snapshot(tmp_path) == before
+
+
 def test_overwrite_refuses_a_run_whose_process_is_alive(tmp_path):
     import subprocess
     import sys
