@@ -372,8 +372,8 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
     cfg = replace(cfg, lora_dropout=0.0)  # PPO's ratio must be 1 at the start of each update
     loaded = data.load_prompts(cfg.prompts, cfg.comparison_prompts)
     prompts = [v["prompt"] for v in loaded.values()]
-    eval_prompts = ([v["prompt"] for v in data.load_prompts(cfg.eval_prompts, cfg.comparison_prompts).values()]
-                    if cfg.eval_prompts else [])
+    loaded_eval = data.load_prompts(cfg.eval_prompts, cfg.comparison_prompts) if cfg.eval_prompts else None
+    eval_prompts = [v["prompt"] for v in loaded_eval.values()] if loaded_eval else []
     lineage, tokenizer = models.tokenizer_for(cfg)
     counts = {"truncated_prompts": chat.count_long_prompts(tokenizer, prompts, cfg.max_prompt_length)}
     print(f"[align] {len(prompts)} prompts; over max_prompt_length (their last tokens kept): "
@@ -387,7 +387,8 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
                           f"{len(prompts)} prompts")
 
     with Run.open(cfg.output, "ppo", cfg.overwrite, cfg.resume) as out:
-        out.start(to_dict(cfg), lineage=lineage, data={"prompts": loaded.files, "counts": counts})
+        out.start(to_dict(cfg), lineage=lineage, data={"prompts": loaded.files, "counts": counts,
+                                                       "eval_prompts": loaded_eval.files if loaded_eval else []})
         trainer = PPOTrainer(cfg, lineage, tokenizer, prompts, eval_prompts, out)
         metrics = trainer.fit()
         if rank == 0:

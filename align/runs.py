@@ -63,7 +63,7 @@ RESUME_MAY_DIFFER = frozenset({
     "trust_remote_code",
 })
 # Data options are compared by the content of their files (the manifest's sha256), not by their paths.
-DATA_KEYS = {"data": "train", "eval_data": "eval", "prompts": "prompts"}
+DATA_KEYS = {"data": "train", "eval_data": "eval", "prompts": "prompts", "eval_prompts": "eval_prompts"}
 
 
 def now() -> str:

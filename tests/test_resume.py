@@ -185,3 +185,14 @@ def test_a_running_manifest_whose_process_is_gone_reads_as_interrupted(tmp_path)
     finally:
         live.kill()
         live.wait()
+
+
+def test_ppo_eval_prompts_are_compared_by_content_on_resume():
+    """Like --prompts: the same file moved is the same run; other contents would compare "reward before ->
+    after" across two prompt sets."""
+    manifest = {"config": {"eval_prompts": "a/eval.jsonl"}, "data": {"eval_prompts": [{"sha256": "1" * 64}]}}
+    moved, _ = runs.resume_differences(manifest, {"eval_prompts": "b/eval.jsonl"},
+                                       {"eval_prompts": [{"sha256": "1" * 64}]})
+    changed, _ = runs.resume_differences(manifest, {"eval_prompts": "a/eval.jsonl"},
+                                         {"eval_prompts": [{"sha256": "2" * 64}]})
+    assert moved == [] and changed == [("eval_prompts (file contents, sha256)", ["1" * 12], ["2" * 12])]
