@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from align import runs
 from align.cli import app
-from align.errors import RunError
+from align.errors import RunError, TrainingDiverged
 
 from test_sft import qa_rows
 
@@ -131,16 +131,17 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_completes(tmp_path):
     assert runs.read_manifest(old, require_complete=True)["stage"] == "sft"
 
 
-@pytest.mark.parametrize("when", ["before start", "after start"])
+@pytest.mark.parametrize("when", ["before start", "after start", "diverged"])
 def test_a_replacement_that_fails_before_its_first_checkpoint_puts_the_old_run_back(tmp_path, when):
     old = fake_run(tmp_path / "runs" / "sft")
     before = snapshot(tmp_path)
-    with pytest.raises(RuntimeError, match="boom"):
+    error = TrainingDiverged if when == "diverged" else RuntimeError
+    with pytest.raises(error, match="boom"):
         with runs.Run.open(str(old), "sft", overwrite=True) as run:
-            if when == "after start":
+            if when != "before start":
                 run.start({"output": str(old)}, data={})
                 (old / "logs.jsonl").write_text("{}\n")
-            raise RuntimeError("boom")
+            raise error("boom")
     assert snapshot(tmp_path) == before
 
 
@@ -235,17 +236,9 @@ def test_dot_dot_after_a_missing_folder_is_the_folder_it_names_once_created(tmp_
     assert snapshot(tmp_path) == before and runs.read_manifest(old)["status"] == runs.COMPLETE
 
 
-def test_a_replacement_that_diverges_before_its_first_checkpoint_puts_the_old_run_back(tmp_path):
-    from align.errors import TrainingDiverged
-
+def test_a_replacement_that_diverges_after_a_checkpoint_is_kept_failed_with_the_old_run_aside(tmp_path):
     old = fake_run(tmp_path / "runs" / "sft")
-    before = snapshot(tmp_path)
     with pytest.raises(TrainingDiverged):
-        with runs.Run.open(str(old), "sft", overwrite=True) as run:
-            run.start({"output": str(old)}, data={})
-            raise TrainingDiverged("loss not finite")
-    assert snapshot(tmp_path) == before
-    with pytest.raises(TrainingDiverged):  # after a checkpoint: kept as failed, the old run aside until replaced
         with runs.Run.open(str(old), "sft", overwrite=True) as run:
             run.start({"output": str(old)}, data={})
             (run.checkpoints / "checkpoint-2").mkdir(parents=True)
