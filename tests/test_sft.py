@@ -45,8 +45,8 @@ def test_loss_falls_and_manifest_records_the_run(trained, tiny_model):
     assert m["loss_end"] < 0.5 * m["loss_start"], m
     saved = runs.read_manifest(run_dir, require_complete=True)
     assert saved == json.loads(json.dumps(manifest, default=str))  # what was written is what was returned
-    assert saved["stage"] == "sft" and saved["lineage"] == {"base": tiny_model, "adapters": [], "tokenizer": None,
-                                                            "from": None}
+    assert saved["stage"] == "sft" and saved["lineage"] == {"base": tiny_model, "adapters": [], "sha256": [],
+                                                            "tokenizer": None, "from": None}
     assert saved["config"]["learning_rate"] == 5e-3 and saved["config"]["data"] == [data]
     assert saved["data"]["train"][0]["rows"] == len(qa_rows()) and len(saved["data"]["train"][0]["sha256"]) == 64
     assert saved["versions"]["trl"].startswith("1.16") and saved["created"] and saved["finished"]
