@@ -327,7 +327,9 @@ def lineage_of(cfg) -> dict[str, Any]:
             return {"base": str(own), "adapters": [], "sha256": [], "tokenizer": str(run_dir / "tokenizer"),
                     "from": str(run_dir)}
         adapters = prev["lineage"]["adapters"] + [str(own)]
-        return {"base": prev["lineage"]["base"], "adapters": adapters, "sha256": [fingerprint(a) for a in adapters],
+        # read_manifest just checked the recorded hashes of prev's own lineage: only its adapter is hashed anew
+        known = prev["lineage"].get("sha256") or [fingerprint(a) for a in prev["lineage"]["adapters"]]
+        return {"base": prev["lineage"]["base"], "adapters": adapters, "sha256": known + [fingerprint(own)],
                 "tokenizer": str(run_dir / "tokenizer"), "from": str(run_dir)}
     if not cfg.model:
         raise RunError("no model: pass --model (hub id, path or 'smollm2-135m') or --from RUN_DIR")
