@@ -239,8 +239,27 @@ def quiet_libraries() -> None:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
+def huge_pages_for_tensors() -> None:
+    """torch backs CPU tensors of 2 MB and more with transparent huge pages when THP_MEM_ALLOC_ENABLE is set
+    before its first allocation (so here, before torch is imported): a step that touches new memory (the first
+    ones, a longer batch) faults far fewer pages in. On this project's 2-core VM a first touch costs ~45 us
+    per 4 KB page: the first micro-batch of a DPO run spent 28 s of its 30 in the kernel (644k page faults;
+    267k with huge pages), and 3 DPO steps at the bench's shape took 39.5 s instead of 48.8 s after it. Kept if the user set it, and
+    off where the kernel has no transparent huge pages."""
+    import os
+
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            available = "[never]" not in f.read()
+    except OSError:  # not Linux, or no THP
+        available = False
+    if available:
+        os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+
 def main() -> None:
     quiet_libraries()
+    huge_pages_for_tensors()
     try:
         app()
     except KeyboardInterrupt:

@@ -144,3 +144,19 @@ def test_every_command_turns_an_align_error_into_one_line_and_its_exit_code():
     assert isinstance(runner.invoke(small, ["bug"]).exception, KeyError)
     assert go.__doc__ == "A command that fails as told." and go.__name__ == "go"  # typer's help and name survive
     assert runner.invoke(app, ["eval", "no-such-run"]).exit_code == 2  # the real commands carry it
+
+
+def test_cpu_tensors_get_huge_pages_where_the_kernel_has_them_unless_the_user_chose(monkeypatch):
+    """cli.huge_pages_for_tensors: set before torch's first allocation; a user's own setting is kept."""
+    import os
+    from pathlib import Path
+
+    from align.cli import huge_pages_for_tensors
+
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    huge_pages_for_tensors()
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    assert os.environ.get("THP_MEM_ALLOC_ENABLE") == ("1" if thp.exists() and "[never]" not in thp.read_text() else None)
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
+    huge_pages_for_tensors()
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
