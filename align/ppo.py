@@ -378,7 +378,8 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
     counts = {"truncated_prompts": chat.count_long_prompts(tokenizer, prompts, cfg.max_prompt_length)}
     print(f"[align] {len(prompts)} prompts; over max_prompt_length (their last tokens kept): "
           f"{counts['truncated_prompts']}", flush=True)
-    if reward_run(cfg, tokenizer)[0] is None:  # a wrong --reward is refused before the run directory exists
+    reward_dir, rm_manifest = reward_run(cfg, tokenizer)
+    if reward_dir is None:  # a wrong --reward is refused before the run directory exists
         function_reward(cfg.reward)
     init_distributed()
     rank, size = world()
@@ -388,7 +389,8 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
 
     with Run.open(cfg.output, "ppo", cfg.overwrite, cfg.resume) as out:
         out.start(to_dict(cfg), lineage=lineage, data={"prompts": loaded.files, "counts": counts,
-                                                       "eval_prompts": loaded_eval.files if loaded_eval else []})
+                                                       "eval_prompts": loaded_eval.files if loaded_eval else []},
+                  **({"reward_model": runs.model_record(reward_dir, rm_manifest)} if reward_dir else {}))
         trainer = PPOTrainer(cfg, lineage, tokenizer, prompts, eval_prompts, out)
         metrics = trainer.fit()
         if rank == 0:

@@ -311,6 +311,24 @@ def lineage_changes(manifest: dict[str, Any]) -> str | None:
     return None
 
 
+def reward_changes(manifest: dict[str, Any]) -> str | None:
+    """How the reward model a run trained against (PPO: reward_model, by path and content) differs from the
+    one there now, or None. The run's own model is still whole (its lineage decides that), but it no longer
+    answers to that reward: `align run` trains it again, and a resume against the new one is refused."""
+    rm = manifest.get("reward_model") or {}
+    if not rm.get("sha256"):
+        return None
+    if not Path(rm["adapter"]).exists():
+        return f"the reward model {rm['adapter']} is gone"
+    return f"the reward model {rm['adapter']} has changed" if fingerprint(rm["adapter"]) != rm["sha256"] else None
+
+
+def model_record(run_dir: str | Path, manifest: dict[str, Any]) -> dict[str, str]:
+    """A run's trained weights by path and content, for a manifest that depends on them (reward_changes)."""
+    weights = run_model_dir(Path(run_dir).resolve(), manifest)
+    return {"adapter": str(weights), "sha256": fingerprint(weights)}
+
+
 def run_model_dir(run_dir: str | Path, manifest: dict[str, Any]) -> Path:
     return Path(run_dir) / ("model" if manifest.get("full") else "adapter")
 
@@ -458,6 +476,10 @@ class Run:
                 raise RunError(f"{self.path}: the run it was started from ({fields['lineage']['from']}) has changed "
                                "since (re-run with --overwrite?): this run cannot continue on top of it; start it "
                                "again (--overwrite)")
+            rm_then, rm_now = (self.manifest.get("reward_model") or {}), (fields.get("reward_model") or {})
+            if rm_then.get("sha256") and rm_now and rm_now.get("sha256") != rm_then["sha256"]:
+                raise RunError(f"{self.path}: its reward model ({rm_then['adapter']}) has changed since the run "
+                               "started: continuing would optimise another reward; start it again (--overwrite)")
             fields["resumes"] = (self.manifest.get("resumes") or []) + [
                 {"time": now(), "command": sys.argv, "changed": {k: [a, b] for k, a, b in allowed}}]
         self.started = True

@@ -144,6 +144,17 @@ def test_full_pipeline_with_evaluation_report(tiny_model, tmp_path, monkeypatch)
     for png in ("reward_vs_kl_1.png", "reward_vs_kl_2.png", "curves_sft.png", "curves_rm.png", "curves_ppo.png",
                 "curves_dpo.png"):
         assert (report / png).stat().st_size > 1000, png
+    # a new reward model: the PPO run trained against the old one is trained again, the DPO run is not
+    from align import runs
+
+    ppo, rm = tmp_path / "runs" / "ppo", tmp_path / "runs" / "rm"
+    assert runs.read_manifest(ppo)["reward_model"]["sha256"] == runs.fingerprint(rm / "adapter")
+    assert runner.invoke(app, ["run", str(path), "--only", "rm", "--overwrite", "--set", "stages.rm.seed=7"]).exit_code == 0
+    assert runs.reward_changes(runs.read_manifest(ppo)) == f"the reward model {(rm / 'adapter').resolve()} has changed"
+    again = runner.invoke(app, ["run", str(path), "--only", "ppo", "--only", "dpo"])
+    assert again.exit_code == 0, again.output
+    assert "ppo: the reward model" in again.output and "dpo: complete" in again.output
+    assert runs.read_manifest(ppo)["reward_model"]["sha256"] == runs.fingerprint(rm / "adapter")
 
 
 def test_an_interrupted_stage_resumes_on_rerun(tiny_model, tmp_path, monkeypatch):

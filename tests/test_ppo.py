@@ -142,7 +142,7 @@ def test_resume_reproduces_the_next_steps(tiny_model, prompts_file, tmp_path, mo
 
 
 def test_reward_model_run_shares_the_base_and_scores_like_align_score(sft_run, prompts_file, tmp_path):
-    from align import reward_model, rm
+    from align import reward_model, rm, runs
 
     from test_rm import preference_pairs
 
@@ -164,6 +164,8 @@ def test_reward_model_run_shares_the_base_and_scores_like_align_score(sft_run, p
     assert torch.equal(ac.value_head.weight.detach(), ac.reward_head.weight.detach())
     manifest = ppo.run(cfg)  # and a short PPO run with it completes
     assert manifest["metrics"]["reward_shares_base"] is True
+    assert manifest["reward_model"] == {"adapter": str((tmp_path / "rm" / "adapter").resolve()),
+                                        "sha256": runs.fingerprint(tmp_path / "rm" / "adapter")}
 
 
 def test_a_reward_model_with_another_chat_template_is_refused(tiny_model, tiny_base_model, prompts_file, tmp_path):

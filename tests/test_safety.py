@@ -173,6 +173,20 @@ def test_a_resume_on_top_of_a_changed_run_is_refused(tmp_path):
     assert snapshot(tmp_path) == before
 
 
+def test_a_resume_against_a_changed_reward_model_is_refused(tmp_path):
+    rm = fake_run(tmp_path / "rm", stage="rm")
+    record = runs.model_record(rm, runs.read_manifest(rm))
+    old = fake_run(tmp_path / "ppo", stage="ppo", status=runs.INTERRUPTED, reward_model=record)
+    assert runs.reward_changes(runs.read_manifest(old)) is None
+    (rm / "adapter" / "adapter_model.safetensors").write_bytes(b"weights of a new reward model")
+    assert runs.reward_changes(runs.read_manifest(old)) == f"the reward model {record['adapter']} has changed"
+    before = snapshot(tmp_path)
+    with pytest.raises(RunError, match=r"its reward model \(.*rm/adapter\) has changed since the run started"):
+        runs.Run.open(str(old), "ppo", resume=True).start(
+            {"output": str(old)}, data={}, reward_model=runs.model_record(rm, runs.read_manifest(rm)))
+    assert snapshot(tmp_path) == before
+
+
 def test_overwrite_refuses_a_run_whose_process_is_alive(tmp_path):
     import subprocess
     import sys
