@@ -407,10 +407,14 @@ class Run:
         if exists:
             run._replace(overwrite)
         run.created = not run.path.exists()
-        try:  # a new directory is ours only if this process made it: two runs started at once cannot share one
+        try:  # ours only if this process made the directory (or was given it empty) and put the first manifest
+            # in it: two runs started at once cannot share one
             run.path.mkdir(parents=True, exist_ok=not run.created)
+            claim = os.open(run.path / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            with os.fdopen(claim, "w") as f:
+                json.dump({"align_manifest": 1, "stage": stage, "status": RUNNING, **process_info()}, f)
         except FileExistsError:
-            raise RunError(f"{path}: was created by another process just now; give each run its own --output") from None
+            raise RunError(f"{path}: was claimed by another run just now; give each run its own --output") from None
         run.fresh = True
         return run
 

@@ -118,7 +118,8 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_completes(tmp_path):
     run = runs.Run.open(str(old), "sft", overwrite=True)
     aside = Path(run.manifest["replaces"][0])
     assert aside.parent == old.parent and aside.name.startswith(".sft.old-")
-    assert snapshot(aside) == old_files and not any(old.iterdir())  # moved aside, not deleted
+    assert snapshot(aside) == old_files  # moved aside, not deleted
+    assert [p.name for p in old.iterdir()] == ["align.json"]  # only the new run's claim
     with run:
         run.start({"output": str(old)}, data={})
         assert runs.read_manifest(old)["replaces"] == [str(aside)]
@@ -185,6 +186,28 @@ def test_a_resume_against_a_changed_reward_model_is_refused(tmp_path):
         runs.Run.open(str(old), "ppo", resume=True).start(
             {"output": str(old)}, data={}, reward_model=runs.model_record(rm, runs.read_manifest(rm)))
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("given", ["new directory", "existing empty directory"])
+def test_two_runs_started_at_once_cannot_share_a_directory(tmp_path, given):
+    import subprocess
+    import sys
+
+    out = tmp_path / "runs" / "sft"
+    if given != "new directory":
+        out.mkdir(parents=True)
+    first = runs.Run.open(str(out), "sft")
+    second = subprocess.run([sys.executable, "-c", f"from align import runs; runs.Run.open({str(out)!r}, 'sft')"],
+                            capture_output=True, text=True)  # while the first has written nothing but its claim
+    assert second.returncode == 1 and "in progress" in second.stderr, second.stderr
+    with pytest.raises(RuntimeError):
+        with first:
+            raise RuntimeError("failed before it started")
+    assert (out.exists() and not any(out.iterdir())) if given != "new directory" else not out.exists()
+    with runs.Run.open(str(out), "sft") as again:  # free again
+        again.start({"output": str(out)}, data={})
+        again.finish({})
+    assert runs.read_manifest(out, require_complete=True)["stage"] == "sft"
 
 
 def test_overwrite_refuses_a_run_whose_process_is_alive(tmp_path):
