@@ -186,10 +186,11 @@ def run_pipeline(recipe_path: str, only: list[str] | None = None, from_stage: st
     todo = select(steps, only, from_stage)
     for name, method, cfg in todo:
         manifest = runs.read_manifest(cfg.output) if (Path(cfg.output) / runs.MANIFEST).exists() else {}
+        manifest = {} if runs.is_claim(manifest) else manifest  # a run that never started: Run.open sorts it out
         status = manifest.get("status")
         changed = manifest and (runs.lineage_changes(manifest) or runs.reward_changes(manifest))
         if changed:  # an earlier stage was run again: this one trained on (or against) what that replaced
-            print(f"[align] {name}: {changed} since the run in {cfg.output} started from it; running it again "
+            print(f"[align] {name}: {changed} since the run in {cfg.output} was trained on it; running it again "
                   "from the start", flush=True)
         elif status == runs.COMPLETE and not overwrite:
             print(f"[align] {name}: complete in {cfg.output}, skipped", flush=True)

@@ -79,12 +79,13 @@ def wall_seconds(manifest: dict[str, Any]) -> float | None:
     return (end - start).total_seconds()
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+def write_json_atomic(path: Path, obj: Any, exclusive: bool = False) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n", exclusive)
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write to a temporary sibling, then rename: a reader (or a kill) never sees half a file."""
+def write_text_atomic(path: str | Path, text: str, exclusive: bool = False) -> None:
+    """Write to a temporary sibling, then rename: a reader (or a kill) never sees half a file. `exclusive`: link
+    it into place instead, FileExistsError if the file is there (a claim only one process can make)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -93,7 +94,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -298,35 +303,40 @@ def read_manifest(run_dir: str | Path, require_complete: bool = False) -> dict[s
     return manifest
 
 
+def is_claim(manifest: dict[str, Any]) -> bool:
+    """A manifest written when a run claimed its directory, before the run started (Run.start adds the config)."""
+    return "config" not in manifest
+
+
 def lineage_changes(manifest: dict[str, Any]) -> str | None:
     """How the adapters a run was trained on top of differ from the files there now (an earlier stage re-run
     with --overwrite), or None. Adapters are recorded by path and content (lineage.sha256); a manifest from
     before contents were recorded is not checked."""
     lineage = manifest.get("lineage") or {}
-    for adapter, digest in zip(lineage.get("adapters") or [], lineage.get("sha256") or []):
-        if not Path(adapter).exists():
-            return f"{adapter} is gone"
-        if fingerprint(adapter) != digest:
-            return f"{adapter} has changed"
-    return None
+    changes = (content_change(a, digest) for a, digest in zip(lineage.get("adapters") or [], lineage.get("sha256") or []))
+    return next((c for c in changes if c), None)
 
 
 def reward_changes(manifest: dict[str, Any]) -> str | None:
-    """How the reward model a run trained against (PPO: reward_model, by path and content) differs from the
-    one there now, or None. The run's own model is still whole (its lineage decides that), but it no longer
-    answers to that reward: `align run` trains it again, and a resume against the new one is refused."""
+    """How the reward model a run trained against (PPO: reward_model, see model_record) differs from the one
+    there now, or None. The run's own model is still whole (its lineage decides that), but it no longer answers
+    to that reward: `align run` trains it again, and a resume against the new one is refused."""
     rm = manifest.get("reward_model") or {}
-    if not rm.get("sha256"):
-        return None
-    if not Path(rm["adapter"]).exists():
-        return f"the reward model {rm['adapter']} is gone"
-    return f"the reward model {rm['adapter']} has changed" if fingerprint(rm["adapter"]) != rm["sha256"] else None
+    change = rm.get("sha256") and content_change(rm["weights"], rm["sha256"])
+    return f"the reward model {change}" if change else None
 
 
-def model_record(run_dir: str | Path, manifest: dict[str, Any]) -> dict[str, str]:
-    """A run's trained weights by path and content, for a manifest that depends on them (reward_changes)."""
+def content_change(path: str, digest: str) -> str | None:
+    if not Path(path).exists():
+        return f"{path} is gone"
+    return f"{path} has changed" if fingerprint(path) != digest else None
+
+
+def model_record(run_dir: str | Path, manifest: dict[str, Any]) -> dict[str, str | None]:
+    """A run's trained weights by path and content, for a manifest that depends on them (reward_changes). A
+    full model is not hashed (gigabytes on every `align run`), as in lineage_of: its changes go unseen."""
     weights = run_model_dir(Path(run_dir).resolve(), manifest)
-    return {"adapter": str(weights), "sha256": fingerprint(weights)}
+    return {"weights": str(weights), "sha256": None if manifest.get("full") else fingerprint(weights)}
 
 
 def run_model_dir(run_dir: str | Path, manifest: dict[str, Any]) -> Path:
@@ -397,6 +407,7 @@ class Run:
         run = cls(output_path(path), stage)
         if run.path.exists() and not run.path.is_dir():
             raise RunError(f"{path}: is a file, not a directory")
+        run._drop_dead_claim()
         exists = run.path.exists() and any(run.path.iterdir())
         if resume:
             return run._claim_for_resume(exists)
@@ -410,13 +421,20 @@ class Run:
         try:  # ours only if this process made the directory (or was given it empty) and put the first manifest
             # in it: two runs started at once cannot share one
             run.path.mkdir(parents=True, exist_ok=not run.created)
-            claim = os.open(run.path / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-            with os.fdopen(claim, "w") as f:
-                json.dump({"align_manifest": 1, "stage": stage, "status": RUNNING, **process_info()}, f)
+            write_json_atomic(run.path / MANIFEST, {"align_manifest": 1, "stage": stage, "status": RUNNING,
+                                                    **process_info()}, exclusive=True)
         except FileExistsError:
             raise RunError(f"{path}: was claimed by another run just now; give each run its own --output") from None
         run.fresh = True
         return run
+
+    def _drop_dead_claim(self) -> None:
+        """A directory holding only the claim of a run whose process died before the run started (out of memory
+        while loading the model, say) is as it was before: the claim goes."""
+        if (self.path / MANIFEST).exists() and [p.name for p in self.path.iterdir()] == [MANIFEST]:
+            manifest = peek_manifest(self.path)
+            if manifest and is_claim(manifest) and manifest["status"] == INTERRUPTED:
+                (self.path / MANIFEST).unlink()
 
     def _claim_for_resume(self, exists: bool) -> Run:
         """--resume: only this stage's own unfinished run, and not while its process still runs."""
@@ -482,7 +500,7 @@ class Run:
                                "again (--overwrite)")
             rm_then, rm_now = (self.manifest.get("reward_model") or {}), (fields.get("reward_model") or {})
             if rm_then.get("sha256") and rm_now and rm_now.get("sha256") != rm_then["sha256"]:
-                raise RunError(f"{self.path}: its reward model ({rm_then['adapter']}) has changed since the run "
+                raise RunError(f"{self.path}: its reward model ({rm_then['weights']}) has changed since the run "
                                "started: continuing would optimise another reward; start it again (--overwrite)")
             fields["resumes"] = (self.manifest.get("resumes") or []) + [
                 {"time": now(), "command": sys.argv, "changed": {k: [a, b] for k, a, b in allowed}}]

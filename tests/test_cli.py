@@ -160,3 +160,12 @@ def test_cpu_tensors_get_huge_pages_where_the_kernel_has_them_unless_the_user_ch
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
     huge_pages_for_tensors()
     assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
+
+
+def test_the_cli_module_does_not_import_torch():
+    """torch reads THP_MEM_ALLOC_ENABLE at its first allocation: main() must run before torch is imported."""
+    import subprocess
+    import sys
+
+    code = "import sys, align.cli; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

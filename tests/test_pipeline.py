@@ -70,6 +70,25 @@ def test_a_stage_trained_on_a_run_that_was_replaced_runs_again(tiny_model, tmp_p
     assert runs.read_manifest(rl, require_complete=True)["status"] == "complete"
 
 
+def test_a_stage_whose_run_died_before_it_started_runs_afresh(tiny_model, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from align import runs
+
+    recipe = write_recipe(tmp_path, tiny_model)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    (tmp_path / "runs" / "sft").mkdir(parents=True)
+    runs.write_json_atomic(tmp_path / "runs" / "sft" / runs.MANIFEST, {"align_manifest": 1, "stage": "sft",
+                           "status": runs.RUNNING, **runs.process_info(), "pid": dead})
+    result = runner.invoke(app, ["run", recipe, "--only", "sft"])
+    assert result.exit_code == 0, result.output
+    assert "running sft" in result.output and runs.read_manifest(tmp_path / "runs" / "sft")["status"] == "complete"
+    assert os.getpid() != dead
+
+
 def test_recipe_validate_names_the_bad_key(tiny_model, tmp_path):
     recipe = write_recipe(tmp_path, tiny_model, lerning_rate=0.1)
     result = runner.invoke(app, ["recipe", "validate", recipe])

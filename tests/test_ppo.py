@@ -164,7 +164,7 @@ def test_reward_model_run_shares_the_base_and_scores_like_align_score(sft_run, p
     assert torch.equal(ac.value_head.weight.detach(), ac.reward_head.weight.detach())
     manifest = ppo.run(cfg)  # and a short PPO run with it completes
     assert manifest["metrics"]["reward_shares_base"] is True
-    assert manifest["reward_model"] == {"adapter": str((tmp_path / "rm" / "adapter").resolve()),
+    assert manifest["reward_model"] == {"weights": str((tmp_path / "rm" / "adapter").resolve()),
                                         "sha256": runs.fingerprint(tmp_path / "rm" / "adapter")}
 
 

@@ -122,10 +122,10 @@ def test_a_kill_while_finishing_never_loses_the_adapter(tiny_model, tmp_path, js
 
     real = runs.write_json_atomic
 
-    def kill_at_complete(path, obj):
+    def kill_at_complete(path, obj, **kw):
         if obj.get("status") == runs.COMPLETE:
             raise Killed()
-        real(path, obj)
+        real(path, obj, **kw)
 
     monkeypatch.setattr(runs, "write_json_atomic", kill_at_complete)
     with pytest.raises(Killed):

@@ -180,7 +180,7 @@ def test_a_resume_against_a_changed_reward_model_is_refused(tmp_path):
     old = fake_run(tmp_path / "ppo", stage="ppo", status=runs.INTERRUPTED, reward_model=record)
     assert runs.reward_changes(runs.read_manifest(old)) is None
     (rm / "adapter" / "adapter_model.safetensors").write_bytes(b"weights of a new reward model")
-    assert runs.reward_changes(runs.read_manifest(old)) == f"the reward model {record['adapter']} has changed"
+    assert runs.reward_changes(runs.read_manifest(old)) == f"the reward model {record['weights']} has changed"
     before = snapshot(tmp_path)
     with pytest.raises(RunError, match=r"its reward model \(.*rm/adapter\) has changed since the run started"):
         runs.Run.open(str(old), "ppo", resume=True).start(
@@ -208,6 +208,36 @@ def test_two_runs_started_at_once_cannot_share_a_directory(tmp_path, given):
         again.start({"output": str(out)}, data={})
         again.finish({})
     assert runs.read_manifest(out, require_complete=True)["stage"] == "sft"
+
+
+def test_a_full_model_reward_is_recorded_by_path_only(tmp_path):
+    rm = fake_run(tmp_path / "rm", stage="rm", full=True)
+    (rm / "model").mkdir()
+    assert runs.model_record(rm, runs.read_manifest(rm)) == {"weights": str((rm / "model").resolve()), "sha256": None}
+
+
+def test_the_claim_of_a_run_that_died_before_it_started_does_not_block_the_next(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out = tmp_path / "sft"
+    out.mkdir()
+    runs.write_json_atomic(out / runs.MANIFEST, {"align_manifest": 1, "stage": "sft", "status": runs.RUNNING,
+                                                  **runs.process_info(), "pid": int(dead.stdout)})
+    assert runs.is_claim(runs.read_manifest(out))
+    with runs.Run.open(str(out), "sft") as run:  # no --overwrite needed: nothing of a run is there
+        run.start({"output": str(out)}, data={})
+        run.finish({})
+    assert runs.read_manifest(out, require_complete=True)["created"]
+
+
+def test_a_claim_is_written_whole_and_only_once(tmp_path):
+    runs.write_json_atomic(tmp_path / "claim.json", {"n": 1}, exclusive=True)
+    with pytest.raises(FileExistsError):
+        runs.write_json_atomic(tmp_path / "claim.json", {"n": 2}, exclusive=True)
+    assert json.loads((tmp_path / "claim.json").read_text()) == {"n": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["claim.json"]  # no temporary file left
 
 
 def test_overwrite_refuses_a_run_whose_process_is_alive(tmp_path):
