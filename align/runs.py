@@ -472,7 +472,11 @@ class Run:
                                f"{old.get('status')} {old['stage']} run")
             raise RunError(f"{self.path}: already exists; pass --overwrite to replace it or --resume to continue it "
                            f"(its {old['stage']} run is {old.get('status')})")
-        self.aside = move_aside(self.path)
+        aside = move_aside(self.path)
+        if peek_manifest(aside) != old:  # another run replaced it between our look and our move: its directory
+            os.rename(aside, self.path)  # goes back, untouched
+            raise RunError(f"{self.path}: was claimed by another run just now; give each run its own --output")
+        self.aside = aside
         self.manifest = {"replaces": [str(self.aside)] + [p for p in old.get("replaces") or [] if Path(p).exists()]}
 
     def write(self, **fields: Any) -> None:

@@ -210,6 +210,18 @@ def test_two_runs_started_at_once_cannot_share_a_directory(tmp_path, given):
     assert runs.read_manifest(out, require_complete=True)["stage"] == "sft"
 
 
+def test_two_replacements_at_once_do_not_move_each_others_directory(tmp_path, monkeypatch):
+    old = fake_run(tmp_path / "runs" / "sft")
+    seen = runs.read_manifest(old)  # what the second run saw before the first moved the old run aside
+    first = runs.Run.open(str(old), "sft", overwrite=True)
+    claimed = snapshot(old)
+    monkeypatch.setattr(runs, "peek_manifest", lambda d, real=runs.peek_manifest: seen if Path(d) == old else real(d))
+    with pytest.raises(RunError, match="claimed by another run just now"):
+        runs.Run.open(str(old), "sft", overwrite=True)
+    assert snapshot(old) == claimed and first.aside.exists()  # the first run's claim is back in place
+    assert sorted(p.name for p in old.parent.iterdir()) == sorted([first.aside.name, "sft"])
+
+
 def test_a_full_model_reward_is_recorded_by_path_only(tmp_path):
     rm = fake_run(tmp_path / "rm", stage="rm", full=True)
     (rm / "model").mkdir()
