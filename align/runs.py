@@ -305,7 +305,7 @@ def read_manifest(run_dir: str | Path, require_complete: bool = False) -> dict[s
 
 def is_claim(manifest: dict[str, Any]) -> bool:
     """A manifest written when a run claimed its directory, before the run started (Run.start adds the config)."""
-    return "config" not in manifest
+    return "config" not in manifest and manifest.get("status") in (RUNNING, INTERRUPTED)
 
 
 def lineage_changes(manifest: dict[str, Any]) -> str | None:
