@@ -244,8 +244,8 @@ def huge_pages_for_tensors() -> None:
     before its first allocation (so here, before torch is imported): a step that touches new memory (the first
     ones, a longer batch) faults far fewer pages in. On this project's 2-core VM a first touch costs ~45 us
     per 4 KB page: the first micro-batch of a DPO run spent 28 s of its 30 in the kernel (644k page faults;
-    267k with huge pages), and 3 DPO steps at the bench's shape took 39.5 s instead of 48.8 s after it. Kept if the user set it, and
-    off where the kernel has no transparent huge pages."""
+    267k with huge pages), and 3 DPO steps at the bench's shape took 39.5 s instead of 48.8 s after it. Kept
+    if the user set it, and off where the kernel has no transparent huge pages."""
     import os
 
     try:

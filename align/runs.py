@@ -433,7 +433,7 @@ class Run:
         while loading the model, say) is as it was before: the claim goes."""
         if (self.path / MANIFEST).exists() and [p.name for p in self.path.iterdir()] == [MANIFEST]:
             manifest = peek_manifest(self.path)
-            if manifest and is_claim(manifest) and manifest["status"] == INTERRUPTED:
+            if manifest and is_claim(manifest) and manifest["status"] == INTERRUPTED:  # not a live one
                 (self.path / MANIFEST).unlink()
 
     def _claim_for_resume(self, exists: bool) -> Run:
