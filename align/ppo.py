@@ -64,10 +64,12 @@ def reward_run(cfg: PPOConfig, tokenizer) -> tuple[Path | None, dict[str, Any] |
     return Path(cfg.reward), reward_model.require_rm_run(cfg.reward, tokenizer, f"--reward {cfg.reward}")
 
 
-def build(cfg: PPOConfig, lineage: dict[str, Any], tokenizer) -> tuple[ActorCritic, Scorer, dict | None, dict]:
+def build(cfg: PPOConfig, lineage: dict[str, Any], tokenizer, reward: tuple[Path | None, dict | None] | None = None
+          ) -> tuple[ActorCritic, Scorer, dict | None, dict]:
     """The ActorCritic and the scorer: the RM as an adapter on the policy's base when it was trained on the
-    same lineage, else the RM loaded on its own, or the named function. -> (ac, scorer, reward norm, info)"""
-    reward_dir, rm_manifest = reward_run(cfg, tokenizer)
+    same lineage, else the RM loaded on its own, or the named function. -> (ac, scorer, reward norm, info)
+    `reward`: reward_run's answer when the caller has it (the RM's manifest read and checked once)."""
+    reward_dir, rm_manifest = reward or reward_run(cfg, tokenizer)
     same = ("base", "adapters")
     shares_base = bool(rm_manifest) and not rm_manifest.get("full") and \
         {k: rm_manifest["lineage"][k] for k in same} == {k: lineage[k] for k in same}
@@ -182,13 +184,13 @@ class PPOTrainer:
     """setup (__init__) -> fit (train_step per iteration: make_experience, ppo_update) -> save."""
 
     def __init__(self, cfg: PPOConfig, lineage: dict[str, Any], tokenizer, prompts: list, eval_prompts: list,
-                 out: Run):
+                 out: Run, reward: tuple[Path | None, dict | None] | None = None):
         from transformers import get_scheduler
 
         self.cfg, self.tokenizer, self.out = cfg, tokenizer, out
         self.prompts, self.eval_prompts = prompts, eval_prompts
         self.rank, self.size = world()
-        self.ac, self.scorer, self.norm, self.reward_info = build(cfg, lineage, tokenizer)
+        self.ac, self.scorer, self.norm, self.reward_info = build(cfg, lineage, tokenizer, reward)
         self.kl_ctl = (ppo_math.AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
                        else ppo_math.FixedKLController(cfg.kl_coef))
         self.opt = torch.optim.AdamW([{"params": self.ac.policy_params, "lr": cfg.learning_rate},
@@ -391,7 +393,7 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
         out.start(to_dict(cfg), lineage=lineage, data={"prompts": loaded.files, "counts": counts,
                                                        "eval_prompts": loaded_eval.files if loaded_eval else []},
                   **({"reward_model": runs.model_record(reward_dir, rm_manifest)} if reward_dir else {}))
-        trainer = PPOTrainer(cfg, lineage, tokenizer, prompts, eval_prompts, out)
+        trainer = PPOTrainer(cfg, lineage, tokenizer, prompts, eval_prompts, out, (reward_dir, rm_manifest))
         metrics = trainer.fit()
         if rank == 0:
             trainer.ac.save(out, tokenizer)
