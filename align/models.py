@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from align import attention
 from align.errors import ModelError
 from align.runs import atomic_dir
 
@@ -246,6 +247,7 @@ def load_base(path: str, kind: str = "causal", *, dtype: str = "auto", load_in_4
     """Load a base checkpoint as a causal LM or a 1-output sequence classifier (reward/value models)."""
     set_threads()
     keep_freed_memory()
+    attention.install()
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     kwargs: dict[str, Any] = {"dtype": compute_dtype(dtype), "trust_remote_code": trust_remote_code}

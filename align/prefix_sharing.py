@@ -13,7 +13,7 @@ kernel cannot skip masked blocks as it skips the upper triangle of a causal one 
 tokens, rounds in rotating order: fp32 28.9 s with the dense mask, 25.1 s in blocks; bf16 6.9 s and 5.7 s, DPO
 9.1 s and 8.3 s; at 256 tokens the dense mask was 12% faster: bench/prefix_sharing.py). The layout goes down the
 backbone's forward as a keyword that transformers hands on to the attention function, and transformers' `sdpa`
-entry is replaced by one that reads it (and is SDPA itself otherwise). The dense mask is built and passed all the
+entry is replaced by one that reads it (attention.py; SDPA itself otherwise). The dense mask is built and passed all the
 same: on an accelerator (one kernel beats hundreds of small ones; not measured here) and in a model that does not
 hand keywords on to its attention, attention runs on it.
 
@@ -30,11 +30,9 @@ import types
 from collections.abc import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from align import models
-
-BLOCKS = "align_prefix_blocks"  # the keyword that carries the layout to the attention function
+from align import attention, models
+from align.attention import BLOCKS
 
 
 def common_prefix(rows: Sequence[Sequence[int]]) -> int:
@@ -98,54 +96,6 @@ def _forward(backbone, *args, **kwargs):
     return sharing._shared_forward(original, **kwargs)
 
 
-def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
-               **kwargs):
-    """transformers' `sdpa` attention, block by block where the forward carries a layout (`BLOCKS`).
-
-    query/key/value: [rows, heads, width, head dim] of the packed rows. A row's blocks are (start, end, prefix
-    start, prefix end): the tokens [start, end) attend causally to themselves after the prefix's, which they all
-    see (an empty prefix for a prefix's own block). -> ([rows, width, heads, head dim], None), padding zero."""
-    blocks = kwargs.pop(BLOCKS, None)
-    if blocks is None:
-        return _sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-    from transformers.integrations.sdpa_attention import repeat_kv
-
-    rep = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, rep), repeat_kv(value, rep)
-    width, rows = query.shape[2], []
-    for r, row in enumerate(blocks):
-        parts, end = [], 0
-        for a, b, p, q in row:
-            if p == q:
-                part = F.scaled_dot_product_attention(query[r:r + 1, :, a:b], key[r:r + 1, :, a:b], value[r:r + 1, :, a:b],
-                                                      dropout_p=dropout, scale=scaling, is_causal=True)
-            else:
-                k = torch.cat([key[r:r + 1, :, p:q], key[r:r + 1, :, a:b]], 2)
-                v = torch.cat([value[r:r + 1, :, p:q], value[r:r + 1, :, a:b]], 2)
-                mask = torch.ones(b - a, q - p + b - a, dtype=torch.bool, device=query.device).tril(q - p)
-                part = F.scaled_dot_product_attention(query[r:r + 1, :, a:b], k, v, attn_mask=mask, dropout_p=dropout,
-                                                      scale=scaling)
-            parts.append(part)
-            end = b
-        if end < width:
-            parts.append(query.new_zeros(1, query.shape[1], width - end, value.shape[-1]))
-        rows.append(torch.cat(parts, 2))
-    return torch.cat(rows).transpose(1, 2).contiguous(), None
-
-
-_sdpa = None  # transformers' own sdpa attention, which `_attention` runs where it is not handed a layout
-
-
-def _install_attention() -> None:
-    global _sdpa
-    from transformers import AttentionInterface
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    if _sdpa is None:
-        _sdpa = sdpa_attention_forward
-        AttentionInterface.register("sdpa", _attention)
-
-
 def _blocks(rows: list[list[tuple[int, int, int, int]]]) -> list[list[tuple[int, int, int, int]]]:
     """Packed rows (per token: id, position, unit, segment) -> per row, its attention blocks (start, end, prefix
     start, prefix end) in column order. A unit's prefix (segment 0) precedes its suffixes in the same row."""
@@ -173,7 +123,7 @@ class PrefixSharing:
         inners = [models.unwrap(m) for m in models_]
         self.active = all(supported(inner.config) for inner in inners)
         if self.active:
-            _install_attention()
+            attention.install()
         self.backbones = [inner.base_model for inner in inners]
         for backbone in self.backbones:
             if not hasattr(backbone, "_align_unshared_forward"):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from align import config, data, dpo, models, prefix_sharing, reward_model, rm
+from align import attention, config, data, dpo, models, reward_model, rm
 from align.prefix_sharing import PrefixSharing
 
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "preference" / "hh_helpful_rejection_sampled_test.jsonl.gz"
@@ -81,23 +81,23 @@ def main() -> None:
         seen = []
         hook = models.unwrap(model).get_input_embeddings().register_forward_hook(
             lambda m, a, o: seen.append(a[0].numel()))
-        sides = {"padded": None, "shared, blocks": prefix_sharing._attention, "shared, dense mask": sdpa_attention_forward}
+        sides = {"padded": None, "shared, blocks": attention.sdpa, "shared, dense mask": sdpa_attention_forward}
         times, tokens = {side: [] for side in sides}, {}
         order = list(sides)
         for rep in range(args.reps + 1):  # the first round warms up, untimed
             k = rep % len(order)  # rotate: a side run right after another runs faster or slower here
             for side in order[k:] + order[:k]:
-                attention = sides[side]
-                AttentionInterface._global_mapping["sdpa"] = attention or prefix_sharing._attention
+                kernel = sides[side]
+                AttentionInterface._global_mapping["sdpa"] = kernel or attention.sdpa
                 model.zero_grad()
                 seen.clear()
                 t = time.perf_counter()
-                with sharing.over(shared_groups if attention else None):
+                with sharing.over(shared_groups if kernel else None):
                     step(model, batch)
                 if rep:
                     times[side].append(time.perf_counter() - t)
                 tokens[side] = seen[0]
-        AttentionInterface._global_mapping["sdpa"] = prefix_sharing._attention
+        AttentionInterface._global_mapping["sdpa"] = attention.sdpa
         hook.remove()
         real = int(batch["attention_mask"].sum())
         median = {side: statistics.median(t) for side, t in times.items()}

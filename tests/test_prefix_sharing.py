@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from align import config, dpo, models, prefix_sharing, rm
+from align import attention, config, dpo, models, prefix_sharing, rm
 from align.prefix_sharing import PrefixSharing, common_prefix, plan, supported
 from align.reward_model import pad_right
 from conftest import write_jsonl
@@ -47,8 +47,8 @@ def lora_model(path: str):
     return model
 
 
-@pytest.mark.parametrize("attention", ["blocks", "dense mask"])
-def test_shared_forward_and_gradients_equal_the_padded_batch(tiny_model, attention, monkeypatch):
+@pytest.mark.parametrize("kernel", ["blocks", "dense mask"])
+def test_shared_forward_and_gradients_equal_the_padded_batch(tiny_model, kernel, monkeypatch):
     """Attention block by block (prefix causal, each suffix on [prefix; itself]), and the dense mask that a model
     which does not hand keywords on to its attention runs on, both give the padded batch's logits and gradients."""
     from transformers import AttentionInterface
@@ -58,9 +58,9 @@ def test_shared_forward_and_gradients_equal_the_padded_batch(tiny_model, attenti
     sharing = PrefixSharing(model)
     calls = []  # attention calls the blocks made
     sdpa = torch.nn.functional.scaled_dot_product_attention
-    monkeypatch.setattr(prefix_sharing, "F", types.SimpleNamespace(
+    monkeypatch.setattr(attention, "F", types.SimpleNamespace(
         scaled_dot_product_attention=lambda *a, **k: calls.append(k.get("is_causal", False)) or sdpa(*a, **k)))
-    if attention == "dense mask":
+    if kernel == "dense mask":
         monkeypatch.setitem(AttentionInterface._global_mapping, "sdpa", sdpa_attention_forward)
     seen = []  # tokens the embedding layer is given
     models.unwrap(model).get_input_embeddings().register_forward_hook(lambda m, a, o: seen.append(a[0].numel()))
@@ -80,10 +80,10 @@ def test_shared_forward_and_gradients_equal_the_padded_batch(tiny_model, attenti
     assert seen[1] < seen[0] and seen[0] == batch["input_ids"].numel()
     layers = models.unwrap(model).config.num_hidden_layers
     # per layer: 4 prefixes, causal (one is the lone row); 6 suffixes on their prefix (7 responses, one all prefix)
-    assert (calls.count(True), calls.count(False)) == ((4 * layers, 6 * layers) if attention == "blocks" else (0, 0))
+    assert (calls.count(True), calls.count(False)) == ((4 * layers, 6 * layers) if kernel == "blocks" else (0, 0))
     torch.testing.assert_close(shared_logits, plain_logits, atol=1e-5, rtol=1e-5)
-    for name, grad in plain_grads.items():
-        torch.testing.assert_close(shared_grads[name], grad, atol=1e-5, rtol=1e-4)
+    for name, grad in plain_grads.items():  # gradients up to ~44: the two summation orders differ by up to ~3e-5
+        torch.testing.assert_close(shared_grads[name], grad, atol=3e-5, rtol=1e-4)
     # outside `over`, and for what it cannot share (position ids given), the model runs the batch as it is
     with sharing.over(GROUPS):
         n = len(seen)

@@ -1,0 +1,86 @@
+"""The attention align's models run: transformers' `sdpa`, with two measures for the CPU.
+
+- Short training passes take torch's math kernel. On the CPU the flash kernel's backward is slow at short
+  lengths: forward + backward of bf16 attention over 8 rows x 9 heads took 15.1 ms at 80 keys with the flash
+  kernel and 6.7 ms with the math kernel, 20.7 and 15.0 ms at 128 keys, while at 192 keys and more flash wins
+  (25.1 vs 29.2 ms). Both kernels are equally close to an fp64 reference in bf16 (the math kernel computes
+  its softmax in fp32). PPO's update passes are this short (prompt + answer ~90 tokens in bench/cpu.py:
+  there the flash backward was 16% of an update), and so are prefix sharing's blocks of short conversations.
+- Prefix sharing (prefix_sharing.py) hands the layout of its packed rows down as a keyword (`BLOCKS`):
+  attention then runs block by block, a prefix causally on itself, each suffix on [prefix; itself].
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+BLOCKS = "align_prefix_blocks"  # the keyword that carries prefix sharing's layout to the attention function
+SHORT_KEYS = 128  # at most this many keys: the math kernel when gradients flow (measured above)
+
+_transformers_sdpa = None  # transformers' own sdpa attention, which `sdpa` runs where it is not handed a layout
+
+
+def install() -> None:
+    """Register `sdpa` as transformers' "sdpa" attention (once; every model loaded with SDPA then runs it)."""
+    global _transformers_sdpa
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if _transformers_sdpa is None:
+        _transformers_sdpa = sdpa_attention_forward
+        AttentionInterface.register("sdpa", sdpa)
+
+
+def kernel(query: torch.Tensor, key: torch.Tensor):
+    """The SDPA kernel choice for one call: the math kernel for a short pass that trains on a CPU."""
+    if query.device.type == "cpu" and key.shape[-2] <= SHORT_KEYS and query.requires_grad and torch.is_grad_enabled():
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
+
+
+def sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None, **kwargs):
+    """transformers' `sdpa` attention (query/key/value: [rows, heads, width, head dim]), on the kernel `kernel`
+    picks, block by block where the forward carries a layout (`BLOCKS`)."""
+    blocks = kwargs.pop(BLOCKS, None)
+    if blocks is not None:
+        return _blocks(module, query, key, value, blocks, dropout, scaling)
+    with kernel(query, key):
+        return _transformers_sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                  **kwargs)
+
+
+def _blocks(module, query, key, value, blocks, dropout: float, scaling: float | None):
+    """A row's blocks are (start, end, prefix start, prefix end): the tokens [start, end) attend causally to
+    themselves after the prefix's, which they all see (an empty prefix for a prefix's own block).
+    -> ([rows, width, heads, head dim], None), padding zero."""
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    rep = getattr(module, "num_key_value_groups", 1)
+    key, value = repeat_kv(key, rep), repeat_kv(value, rep)
+    width, rows = query.shape[2], []
+    for r, row in enumerate(blocks):
+        parts, end = [], 0
+        for a, b, p, q in row:
+            if p == q:
+                with kernel(query, key[r:r + 1, :, a:b]):
+                    part = F.scaled_dot_product_attention(query[r:r + 1, :, a:b], key[r:r + 1, :, a:b],
+                                                          value[r:r + 1, :, a:b], dropout_p=dropout, scale=scaling,
+                                                          is_causal=True)
+            else:
+                k = torch.cat([key[r:r + 1, :, p:q], key[r:r + 1, :, a:b]], 2)
+                v = torch.cat([value[r:r + 1, :, p:q], value[r:r + 1, :, a:b]], 2)
+                mask = torch.ones(b - a, q - p + b - a, dtype=torch.bool, device=query.device).tril(q - p)
+                with kernel(query, k):
+                    part = F.scaled_dot_product_attention(query[r:r + 1, :, a:b], k, v, attn_mask=mask,
+                                                          dropout_p=dropout, scale=scaling)
+            parts.append(part)
+            end = b
+        if end < width:
+            parts.append(query.new_zeros(1, query.shape[1], width - end, value.shape[-1]))
+        rows.append(torch.cat(parts, 2))
+    return torch.cat(rows).transpose(1, 2).contiguous(), None
