@@ -17,13 +17,15 @@ token (forward + input gradients through the frozen base; LoRA's own weights and
 bound) against the bf16 and fp32 matmul peaks measured at the start of the same run. Tokens are the
 conversations' tokens on both sides: with align's prefix sharing (RM, DPO) a prompt's tokens run once for its
 responses but count once per response, so their MFU is the effective one. Peak RSS per process.
+PPO's MFU is per phase, from the FLOPs each phase must do at the iteration's token counts (the layers on every
+token of every pass, the LM head only on answer tokens, 2 x forward for a forward + input gradients), and the
+table gives the time an iteration would take were every phase at the bf16 peak: the floor for those shapes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -37,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HH = ROOT.parent / "shared" / "data" / "preference" / "hh_helpful_rejection_sampled_test.jsonl.gz"
 ALIGN = [sys.executable, "-m", "align"]
 PARAMS = 134.5e6  # SmolLM2-135M
+HEAD = 49152 * 576  # its (tied) LM head: run on the positions whose next token counts, not on every position
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
@@ -103,14 +106,35 @@ def align_ppo(steps: int, tmp: Path, side: str = "defaults", extra: tuple[str, .
     logs = [json.loads(x) for x in (out / "logs.jsonl").read_text().splitlines()][1:]
     it = [x["time/generate"] + x["time/experience"] + x["time/update"] for x in logs]
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    n = json.loads((out / "align.json").read_text())["config"]["rollout_batch_size"]
+    cfg = json.loads((out / "align.json").read_text())["config"]
+    n, epochs = cfg["rollout_batch_size"], cfg["ppo_epochs"]
     gen = mean([x["response_length"] * n / x["time/generate"] for x in logs])
+    update_s = mean([x["time/update"] for x in logs])
+    tokens = mean([x["update_tokens_per_s"] * x["time/update"] / epochs for x in logs])  # prompt + answer, a batch
+    answers = mean([x["response_length"] * n for x in logs])
+    body, head = 2 * (PARAMS - HEAD), 2 * HEAD  # forward FLOPs per token through the layers, the LM head
+    value = 0 if cfg["value_model"] == "policy" else 1  # its own adapter: one more pass over the layers
+    flops = {"generate": body * tokens + head * answers,  # prefill and decoding; logits for the answers only
+             "experience": body * tokens * (3 + value) + head * answers * 2,  # policy (+ value), reference, RM
+             "update": epochs * 2 * (body * tokens * (1 + value) + head * answers)}  # forward + input gradients
     return {"side": f"align ppo ({side})", "stage": "ppo", "samples_per_s": n / mean(it), "iteration_s": mean(it),
             "generate_s": mean([x["time/generate"] for x in logs]),
             "experience_s": mean([x["time/experience"] for x in logs]),
-            "update_s": mean([x["time/update"] for x in logs]), "generated_tokens_per_s": gen,
+            "update_s": update_s, "generated_tokens_per_s": gen,
             "update_tokens_per_s": mean([x["update_tokens_per_s"] for x in logs]), "peak_rss_gib": rss,
-            "wall_s": wall}
+            "wall_s": wall, "tokens_per_iteration": tokens, "answer_tokens_per_iteration": answers,
+            "flops_per_iteration": flops}
+
+
+def ppo_floor(r: dict, peaks: dict[str, float]) -> str:
+    """Each PPO phase's MFU of the bf16 peak, and the iteration's time were every phase at that peak: the
+    least time these shapes can take on this CPU, whatever the code does."""
+    flops = r.get("flops_per_iteration")
+    if not flops:
+        return ""
+    peak = max(peaks.values())
+    mfu = ", ".join(f"{k} {100 * f / r[f'{k}_s'] / peak:.0f}%" for k, f in flops.items())
+    return f"; MFU {mfu}; at the peak: {sum(flops.values()) / peak:.1f} s an iteration"
 
 
 def table(rows: list[dict], peaks: dict[str, float]) -> str:
@@ -122,7 +146,7 @@ def table(rows: list[dict], peaks: dict[str, float]) -> str:
         mfu = {k: f"{100 * 4 * PARAMS * tps / v:.0f}%" if tps and v > peaks["fp32"] / 2 else "" for k, v in peaks.items()}
         notes = (f"iteration {r['iteration_s']:.1f} s = generate {r['generate_s']:.1f} + experience "
                  f"{r['experience_s']:.1f} + update {r['update_s']:.1f}; rollout {r['generated_tokens_per_s']:.0f} "
-                 f"tok/s" if "iteration_s" in r else
+                 f"tok/s{ppo_floor(r, peaks)}" if "iteration_s" in r else
                  f"{r['generated_tokens_per_s']:.1f} generated tok/s" if r.get("generated_tokens_per_s") else "")
         lines.append(f"| {r['stage']} | {r['side']} | {tps:.0f} | {r['samples_per_s']:.2f} | {mfu['bf16']} | "
                      f"{mfu['fp32']} | {r['peak_rss_gib']:.2f} | {notes} |" if tps else
