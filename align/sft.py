@@ -82,7 +82,7 @@ def collate(pad_id: int, rows: list[dict[str, list[int]]]) -> dict[str, torch.Te
     width = max(len(r["input_ids"]) for r in rows)
     ids, labels, pos = [], [], []
     for r in rows:
-        n, pad = len(r["input_ids"]), width - len(r["input_ids"])
+        pad = width - len(r["input_ids"])
         ids.append(r["input_ids"] + [pad_id] * pad)
         labels.append(r["labels"] + [IGNORE] * pad)
         last = r["position_ids"][-1] + 1

@@ -102,7 +102,7 @@ def main() -> None:
     if args.trl:
         results.append(run_trl(args.stage, train, eval_, args.trl_lr if args.stage == "dpo" else None))
 
-    print(f"\n| side | held-out accuracy | eval pairs | train pairs | train s | pairs/s | wall s |\n|---|---|---|---|---|---|---|")
+    print("\n| side | held-out accuracy | eval pairs | train pairs | train s | pairs/s | wall s |\n|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['side']} | {r['accuracy']:.4f} | {r['eval_pairs']} | {r['train_pairs']} | {r['train_s']} | "
               f"{r['pairs_per_s']} | {r['wall_s']} |")
