@@ -1,11 +1,15 @@
 """The attention align's models run: transformers' `sdpa`, with two measures for the CPU.
 
-- Short training passes take torch's math kernel. On the CPU the flash kernel's backward is slow at short
-  lengths: forward + backward of bf16 attention over 8 rows x 9 heads took 15.1 ms at 80 keys with the flash
-  kernel and 6.7 ms with the math kernel, 20.7 and 15.0 ms at 128 keys, while at 192 keys and more flash wins
-  (25.1 vs 29.2 ms). Both kernels are equally close to an fp64 reference in bf16 (the math kernel computes
-  its softmax in fp32). PPO's update passes are this short (prompt + answer ~90 tokens in bench/cpu.py:
-  there the flash backward was 16% of an update), and so are prefix sharing's blocks of short conversations.
+- Short passes take torch's math kernel. On the CPU the flash kernel's backward is slow at short lengths:
+  forward + backward of bf16 attention over 8 rows x 9 heads took 15.1 ms at 80 keys with the flash kernel and
+  6.7 ms with the math kernel, 20.7 and 15.0 ms at 128 keys, while at 192 keys and more flash wins (25.1 vs
+  29.2 ms). Both kernels are equally close to an fp64 reference in bf16 (the math kernel computes its softmax
+  in fp32). PPO's update passes are this short (prompt + answer ~90 tokens in bench/cpu.py: there the flash
+  backward was 16% of an update), and so are prefix sharing's blocks of short conversations. Passes without
+  gradients take the same kernel (forward alone, math is ~2 ms slower a call at 16 x 88 tokens, faster for a
+  decoding step): a policy and its reference, PPO's old and new log-probs, must come out of the same arithmetic,
+  so that the reference equals the policy before any update and PPO's first ratio is 1. `pinned` holds the
+  choice for passes over parts of one batch (PPO's micro-batches, cut to the columns their rows fill).
 - Prefix sharing (prefix_sharing.py) hands the layout of its packed rows down as a keyword (`BLOCKS`):
   attention then runs block by block, a prefix causally on itself, each suffix on [prefix; itself].
 """
@@ -18,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 BLOCKS = "align_prefix_blocks"  # the keyword that carries prefix sharing's layout to the attention function
-SHORT_KEYS = 128  # at most this many keys: the math kernel when gradients flow (measured above)
+SHORT_KEYS = 128  # at most this many keys: the math kernel (measured above)
+_pinned: int | None = None  # the key count `kernel` decides by inside `pinned`
 
 _transformers_sdpa = None  # transformers' own sdpa attention, which `sdpa` runs where it is not handed a layout
 
@@ -35,12 +40,25 @@ def install() -> None:
 
 
 def kernel(query: torch.Tensor, key: torch.Tensor):
-    """The SDPA kernel choice for one call: the math kernel for a short pass that trains on a CPU."""
-    if query.device.type == "cpu" and key.shape[-2] <= SHORT_KEYS and query.requires_grad and torch.is_grad_enabled():
+    """The SDPA kernel choice for one call: the math kernel for a short pass on a CPU."""
+    keys = key.shape[-2] if _pinned is None else _pinned
+    if query.device.type == "cpu" and keys <= SHORT_KEYS:
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         return sdpa_kernel(SDPBackend.MATH)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def pinned(keys: int):
+    """Every attention call inside decides as if it had `keys` keys: passes over parts of a batch (fewer
+    columns) take the kernel the whole batch took."""
+    global _pinned
+    outer, _pinned = _pinned, keys
+    try:
+        yield
+    finally:
+        _pinned = outer
 
 
 def sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None, **kwargs):

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
-from align import chat, data, guard, infer, models, ppo_math, reward_model, runs, train
+from align import attention, chat, data, guard, infer, models, ppo_math, reward_model, runs, train
 from align.actor_critic import POLICY, ActorCritic
 from align.config import PPOConfig, to_dict
 from align.errors import ConfigError, RunError
@@ -234,9 +234,10 @@ class PPOTrainer:
         t0 = time.perf_counter()
         ro = rollout(self.ac, self.tokenizer, [self.prompts[i] for i in self.next_prompts(step - 1)], self.cfg)
         t1 = time.perf_counter()
-        exp = self.make_experience(ro, step)
-        t2 = time.perf_counter()
-        stats = self.ppo_update(exp)
+        with attention.pinned(ro.batch["input_ids"].shape[1]):  # micro-batches: the whole batch's kernel
+            exp = self.make_experience(ro, step)
+            t2 = time.perf_counter()
+            stats = self.ppo_update(exp)
         guard.check_update(step, self.cfg, stats)
         t3 = time.perf_counter()
         seq_kl, mask = float(exp.kl.sum(-1).mean()), ro.mask

@@ -226,12 +226,14 @@ def drop_logs_after(path: Path, step: int) -> None:
 def fit(trainer, run: Run, resume: bool) -> dict[str, Any]:
     """Train (resuming exactly from the last complete checkpoint when asked); return train metrics."""
     ckpt = run.latest_checkpoint() if resume else None
+    before = 0  # tokens trained on before this process (the checkpoint may be rotated away by the end)
     if resume and ckpt is None:
         print("[align] no complete checkpoint yet: starting this run from the beginning", flush=True)
     if ckpt:
         print(f"[align] resuming from {ckpt}", flush=True)
         drop_logs_after(run.path / "logs.jsonl", int(Path(ckpt).name.split("-")[-1]))
         state = json.loads((Path(ckpt) / "trainer_state.json").read_text())
+        before = state.get("num_input_tokens_seen") or 0
         if state.get("max_steps") and state.get("global_step", 0) >= state["max_steps"]:
             # Killed while finishing: the Trainer's last checkpoint is the final step. Training from it would run
             # one step more; load it instead, and the stage saves and completes the run as it would have.
@@ -242,7 +244,7 @@ def fit(trainer, run: Run, resume: bool) -> dict[str, Any]:
             trainer.state = TrainerState.load_from_json(str(Path(ckpt) / "trainer_state.json"))
             return {}
     out = trainer.train(resume_from_checkpoint=ckpt)
-    return dict(out.metrics)
+    return {**out.metrics, "tokens_before_resume": before}  # train_runtime is this process's alone
 
 
 def save_model(model, tokenizer, run: Run, full: bool = False, adapters: Sequence[str] = ("default",)) -> None:
@@ -286,10 +288,11 @@ def summarise(run: Run, metrics: dict[str, Any]) -> str:
 
 def standard_metrics(trainer, train_out: dict[str, Any]) -> dict[str, Any]:
     losses = log_history(trainer, "loss")
-    runtime = train_out.get("train_runtime") or 0.0
+    runtime = train_out.get("train_runtime") or 0.0  # of this process: a resumed run's own part
     tokens = trainer.state.num_input_tokens_seen or 0
+    here = tokens - train_out.get("tokens_before_resume", 0)
     metrics = {"steps": trainer.state.global_step, "train_runtime": runtime, "tokens": tokens,
-               "tokens_per_s": tokens / runtime if runtime else None}
+               "tokens_per_s": here / runtime if runtime else None}
     if losses:
         metrics.update(loss_start=losses[0], loss_end=losses[-1])
     return metrics

@@ -1,5 +1,5 @@
-"""align's SDPA attention: short training passes on a CPU take the math kernel, and give what the default
-kernel gives (outputs and gradients), so the choice is a matter of speed only."""
+"""align's SDPA attention: short passes on a CPU take the math kernel, and give what the default kernel gives
+(outputs and gradients), so the choice is a matter of speed only."""
 
 from __future__ import annotations
 
@@ -12,17 +12,21 @@ def _flash_allowed() -> bool:
     return torch.backends.cuda.flash_sdp_enabled()  # the global switch sdpa_kernel sets, on every device
 
 
-def test_the_math_kernel_only_for_a_short_training_pass():
+def test_the_math_kernel_for_short_passes_with_or_without_gradients_and_pinned_for_a_batch():
     q = torch.zeros(1, 2, 8, 4, requires_grad=True)
     short, long = torch.zeros(1, 2, attention.SHORT_KEYS, 4), torch.zeros(1, 2, attention.SHORT_KEYS + 1, 4)
     with attention.kernel(q, short):
         assert not _flash_allowed()
     assert _flash_allowed()
-    for query, key in ((q, long), (q.detach(), short)):
-        with attention.kernel(query, key):
-            assert _flash_allowed()
-    with torch.no_grad(), attention.kernel(q, short):
+    with torch.no_grad(), attention.kernel(q.detach(), short):  # a reference's pass: the same kernel
+        assert not _flash_allowed()
+    with attention.kernel(q, long):
         assert _flash_allowed()
+    with attention.pinned(attention.SHORT_KEYS + 1):  # part of a long batch: the long batch's kernel
+        with attention.kernel(q, short):
+            assert _flash_allowed()
+    with attention.kernel(q, short):
+        assert not _flash_allowed()
 
 
 def test_the_kernel_choice_changes_no_logit_or_gradient(tiny_model, monkeypatch):

@@ -148,8 +148,13 @@ def test_resume_continues_exactly(tiny_model, tmp_path, jsonl, monkeypatch):
     with pytest.raises(runs.RunError, match="not complete"):
         runs.read_manifest(tmp_path / "resumed", require_complete=True)
 
+    at_4 = json.loads((tmp_path / "resumed" / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
     monkeypatch.setattr(train, "use_our_callbacks", real)
-    sft.run(sft_cfg(tiny_model, data, tmp_path / "resumed", resume=True, **common))
+    metrics = sft.run(sft_cfg(tiny_model, data, tmp_path / "resumed", resume=True, **common))["metrics"]
+    straight = runs.read_manifest(tmp_path / "straight")["metrics"]
+    assert metrics["tokens"] == straight["tokens"]  # the whole run's, and its speed is the resumed part's own:
+    assert metrics["tokens_per_s"] == pytest.approx((metrics["tokens"] - at_4["num_input_tokens_seen"]) /
+                                                    metrics["train_runtime"])
     from safetensors.torch import load_file
 
     a = load_file(tmp_path / "straight" / "adapter" / "adapter_model.safetensors")
