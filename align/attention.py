@@ -20,6 +20,7 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 BLOCKS = "align_prefix_blocks"  # the keyword that carries prefix sharing's layout to the attention function
 SHORT_KEYS = 128  # at most this many keys: the math kernel (measured above)
@@ -43,8 +44,6 @@ def kernel(query: torch.Tensor, key: torch.Tensor):
     """The SDPA kernel choice for one call: the math kernel for a short pass on a CPU."""
     keys = key.shape[-2] if _pinned is None else _pinned
     if query.device.type == "cpu" and keys <= SHORT_KEYS:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
         return sdpa_kernel(SDPBackend.MATH)
     return contextlib.nullcontext()
 
