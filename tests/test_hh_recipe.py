@@ -92,11 +92,11 @@ def test_an_answer_identical_to_the_references_is_a_tie():
     assert evaluate.win_rate(mine, reference["scores"])[0] == pytest.approx((0.5 + 1 + 1) / 3)
 
 
-def write_hh_subset(folder: Path, rows: int) -> None:
+def write_hh_subset(folder: Path, rows: dict[str, int]) -> None:
     folder.mkdir()
-    for name in ("hh_helpful_rejection_sampled_test", "hh_helpful_online_test"):
+    for name, n in rows.items():
         with gzip.open(HH / f"{name}.jsonl.gz", "rt") as f:
-            lines = [line for line in f if line.strip()][:rows]
+            lines = [line for line in f if line.strip()][:n]
         with gzip.open(folder / f"{name}.jsonl.gz", "wt") as f:
             f.write("".join(lines))
 
@@ -106,7 +106,7 @@ def write_hh_subset(folder: Path, rows: int) -> None:
 def test_hh_recipe_end_to_end_on_a_few_dozen_rows(tiny_model, tmp_path):
     """The real recipe, its paths set from the command line, on 140 real rows per file: parsing, templating,
     truncation counts and the evaluation report with the judge-reward-vs-KL curve over PPO's snapshots."""
-    write_hh_subset(tmp_path / "hh", 140)
+    write_hh_subset(tmp_path / "hh", {"hh_helpful_rejection_sampled_test": 140, "hh_helpful_online_test": 300})
     sets = [f"vars.hh={tmp_path / 'hh'}", f"output={tmp_path / 'runs'}", "eval.max_new_tokens=6",
             "stages.ppo.max_new_tokens=6", "stages.ppo.steps=4", "stages.ppo.snapshot_steps=2"]
     for stage in ("sft", "rm", "judge", "dpo"):
@@ -121,12 +121,15 @@ def test_hh_recipe_end_to_end_on_a_few_dozen_rows(tiny_model, tmp_path):
     assert ppo["data"]["counts"]["truncated_prompts"] > 0  # real HH dialogues exceed 192 tokens
     assert sorted(p.name for p in (runs / "ppo" / "snapshots").iterdir()) == ["step-2"]
     judge = json.loads((runs / "judge" / "align.json").read_text())
-    assert judge["data"]["train"][0]["path"].endswith("hh_helpful_online_test.jsonl.gz[:-100]")
+    assert judge["data"]["train"][0]["path"].endswith("hh_helpful_online_test.jsonl.gz[50%:-100]")
+    rm = json.loads((runs / "rm" / "align.json").read_text())
+    assert rm["data"]["train"][0]["path"].endswith("hh_helpful_online_test.jsonl.gz[:50%]")
     ev = json.loads((runs / "report" / "eval.json").read_text())
     assert ev["judge"] == str(runs / "judge")
     by_run = {Path(r["run"]).name: r for r in ev["results"]}
     assert by_run["rm"]["pairs"] == by_run["judge"]["pairs"] >= 95  # online[-100:] (a few rows may be unusable)
-    assert judge["data"]["train"][0]["rows"] <= 40  # [:-100] of 140 rows: never the held-out ones
+    assert judge["data"]["train"][0]["rows"] <= 50  # [50%:-100] of 300 rows: rows 150-199, never the held-out
+    assert rm["data"]["train"][0]["rows"] <= 150  # nor the judge's
     assert [c["step"] for c in by_run["ppo"]["curve"]] == [2, 4]
     assert by_run["ppo"]["curve"][-1]["win_rate"] == by_run["ppo"]["win_rate"]
     for name in ("sft", "ppo", "dpo"):
