@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from align import chat, config, models, runs, sft, train
+from align import chat, config, data, models, runs, sft, train
 from align.cli import app
 
 QA = [("what is the color of the sky", "blue"), ("what is the color of grass", "green"),
@@ -253,3 +253,65 @@ def test_auto_micro_batch_tokens_follow_free_memory(tiny_model, monkeypatch):
     assert train.bytes_per_token(model, torch.float32, True, False) < train.bytes_per_token(model, torch.float32, False, False)
     cfg.micro_batch_tokens = 3000
     assert train.micro_batch_tokens(cfg, model, lm_head=True) == 3000
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_head_loss_equals_the_plain_one(dtype):
+    """LinearCrossEntropy, chunk by chunk: the loss and the hidden states' gradient of the plain head + fp32
+    cross-entropy (the gradient is scaled after the matmul instead of before: a last-bit difference)."""
+    torch.manual_seed(0)
+    hidden = torch.randn(600, 64, dtype=dtype, requires_grad=True)
+    weight = torch.randn(1000, 64, dtype=dtype) / 8
+    target = torch.randint(0, 1000, (600,))
+    plain = torch.nn.functional.cross_entropy((hidden @ weight.T).float(), target, reduction="sum")
+    (want,) = torch.autograd.grad(plain / 600, hidden)
+    fused = sft.LinearCrossEntropy.apply(hidden, weight, target, 256)  # 3 chunks, the last one short
+    (got,) = torch.autograd.grad(fused / 600, hidden)
+    torch.testing.assert_close(fused, plain, rtol=1e-6, atol=0)
+    tol = dict(rtol=1e-5, atol=1e-9) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-5)
+    torch.testing.assert_close(got, want, **tol)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_sft_loss_is_the_same_through_the_fused_head(tiny_model, dtype):
+    """LabelPositionsLoss with the fused head and with the model's own head on the label positions: the same
+    loss and the same LoRA gradients, on a packed batch (the head's weight is tied to the embeddings)."""
+    from types import SimpleNamespace
+
+    tok = models.load_tokenizer(tiny_model)
+    cfg = sft_cfg(tiny_model, "x.jsonl", Path("unused"), dtype=dtype, lora_dropout=0.0)
+    model = models.prepare(cfg, "causal", {"base": tiny_model, "adapters": []}, tok)
+    loaded = data.Loaded(rows=[data.Row("qa", i, r) for i, r in enumerate(qa_rows(1))])
+    rows = sft.pack(sft.encode_rows(loaded, tok, cfg), 40)
+    inputs = sft.collate(tok.pad_token_id, rows)
+    assert sft.fusable(model)  # the tied, frozen head of a LoRA run
+    results = {}
+    for fused in (True, False):
+        trainer = SimpleNamespace(args=SimpleNamespace(average_tokens_across_devices=False), CHUNK=7, fused=fused,
+                                  head_dtype=models.compute_dtype(dtype))
+        model.zero_grad()
+        loss = sft.LabelPositionsLoss.compute_loss(trainer, model, inputs)
+        loss.backward()
+        results[fused] = loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    torch.testing.assert_close(results[True][0], results[False][0], rtol=1e-6, atol=0)
+    tol = dict(rtol=1e-4, atol=1e-6) if dtype == "fp32" else dict(rtol=2e-2, atol=1e-4)
+    for a, b in zip(results[True][1], results[False][1]):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_a_head_whose_logits_the_model_changes_is_not_fused(tiny_model):
+    """Gemma caps its logits after the head, Cohere scales them: the fused loss would then not be the model's."""
+    tok = models.load_tokenizer(tiny_model)
+    model = models.prepare(sft_cfg(tiny_model, "x.jsonl", Path("unused")), "causal",
+                           {"base": tiny_model, "adapters": []}, tok)
+    assert sft.fusable(model)
+
+    def scale(_module, _args, out):
+        out["logits"] = out.logits * 0.0625  # Cohere's logit_scale
+        return out
+
+    hook = models.unwrap(model).register_forward_hook(scale)
+    assert not sft.fusable(model)
+    hook.remove()
+    models.unwrap(model).lm_head.weight.requires_grad_(True)  # a head that trains
+    assert not sft.fusable(model)
