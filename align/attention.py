@@ -74,29 +74,34 @@ def sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scalin
 def _blocks(module, query, key, value, blocks, dropout: float, scaling: float | None):
     """A row's blocks are (start, end, prefix start, prefix end): the tokens [start, end) attend causally to
     themselves after the prefix's, which they all see (an empty prefix for a prefix's own block).
-    -> ([rows, width, heads, head dim], None), padding zero."""
+    -> ([rows, width, heads, head dim], None), padding zero.
+
+    Each row is cut into its blocks once (`split`): in the backward pass a split's gradient is one
+    concatenation, where a slice per block would allocate and add a zero-filled gradient of the whole tensor
+    per block (12,720 slice backwards, ~11% of an RM step on 32 HH rows at 512 tokens, before)."""
     from transformers.integrations.sdpa_attention import repeat_kv
 
     rep = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, rep), repeat_kv(value, rep)
     width, rows = query.shape[2], []
-    for r, row in enumerate(blocks):
-        parts, end = [], 0
-        for a, b, p, q in row:
+    for q_row, k_row, v_row, row in zip(query.split(1), key.split(1), value.split(1), blocks):
+        end = row[-1][1] if row else 0
+        sizes = [b - a for a, b, _, _ in row] + [width - end] * (end < width)
+        qs, ks, vs = (t.split(sizes, 2) for t in (q_row, k_row, v_row))
+        at = {a: i for i, (a, *_) in enumerate(row)}  # a block's start -> its part (a prefix is one block)
+        parts = []
+        for i, (a, b, p, q) in enumerate(row):
             if p == q:
-                with kernel(query, key[r:r + 1, :, a:b]):
-                    part = F.scaled_dot_product_attention(query[r:r + 1, :, a:b], key[r:r + 1, :, a:b],
-                                                          value[r:r + 1, :, a:b], dropout_p=dropout, scale=scaling,
+                with kernel(query, ks[i]):
+                    part = F.scaled_dot_product_attention(qs[i], ks[i], vs[i], dropout_p=dropout, scale=scaling,
                                                           is_causal=True)
             else:
-                k = torch.cat([key[r:r + 1, :, p:q], key[r:r + 1, :, a:b]], 2)
-                v = torch.cat([value[r:r + 1, :, p:q], value[r:r + 1, :, a:b]], 2)
+                k, v = torch.cat([ks[at[p]], ks[i]], 2), torch.cat([vs[at[p]], vs[i]], 2)
                 mask = torch.ones(b - a, q - p + b - a, dtype=torch.bool, device=query.device).tril(q - p)
                 with kernel(query, k):
-                    part = F.scaled_dot_product_attention(query[r:r + 1, :, a:b], k, v, attn_mask=mask,
-                                                          dropout_p=dropout, scale=scaling)
+                    part = F.scaled_dot_product_attention(qs[i], k, v, attn_mask=mask, dropout_p=dropout,
+                                                          scale=scaling)
             parts.append(part)
-            end = b
         if end < width:
             parts.append(query.new_zeros(1, query.shape[1], width - end, value.shape[-1]))
         rows.append(torch.cat(parts, 2))
