@@ -10,8 +10,9 @@
   decoding step): a policy and its reference, PPO's old and new log-probs, must come out of the same arithmetic,
   so that the reference equals the policy before any update and PPO's first ratio is 1. `pinned` holds the
   choice for passes over parts of one batch (PPO's micro-batches, cut to the columns their rows fill).
-- Prefix sharing (prefix_sharing.py) hands the layout of its packed rows down as a keyword (`BLOCKS`):
-  attention then runs block by block, a prefix causally on itself, each suffix on [prefix; itself].
+- Prefix sharing (prefix_sharing.py) and SFT's packed rows (sft.py) hand the layout of their rows down as a
+  keyword (`BLOCKS`): attention then runs block by block, a prefix (or a packed example) causally on itself,
+  each suffix on [prefix; itself].
 """
 
 from __future__ import annotations

@@ -288,7 +288,7 @@ def test_sft_loss_is_the_same_through_the_fused_head(tiny_model, dtype):
     results = {}
     for fused in (True, False):
         trainer = SimpleNamespace(args=SimpleNamespace(average_tokens_across_devices=False), CHUNK=7, fused=fused,
-                                  head_dtype=models.compute_dtype(dtype))
+                                  head_dtype=models.compute_dtype(dtype), blocks=False)
         model.zero_grad()
         loss = sft.LabelPositionsLoss.compute_loss(trainer, model, inputs)
         loss.backward()
@@ -315,3 +315,42 @@ def test_a_head_whose_logits_the_model_changes_is_not_fused(tiny_model):
     hook.remove()
     models.unwrap(model).lm_head.weight.requires_grad_(True)  # a head that trains
     assert not sft.fusable(model)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_packed_attention_example_by_example_equals_the_row_mask(tiny_model, dtype, monkeypatch):
+    """On a CPU packed rows attend example by example (attention.py's blocks) instead of through the row's
+    block-diagonal mask: the same loss and LoRA gradients, and the blocks are what ran."""
+    from types import SimpleNamespace
+
+    from align import attention
+
+    tok = models.load_tokenizer(tiny_model)
+    cfg = sft_cfg(tiny_model, "x.jsonl", Path("unused"), dtype=dtype, lora_dropout=0.0)
+    model = models.prepare(cfg, "causal", {"base": tiny_model, "adapters": []}, tok)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a trained-looking adapter, so that every LoRA weight has a gradient
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    loaded = data.Loaded(rows=[data.Row("qa", i, r) for i, r in enumerate(qa_rows(1))])
+    inputs = sft.collate(tok.pad_token_id, sft.pack(sft.encode_rows(loaded, tok, cfg), 100))
+    blocks = sft.example_blocks(inputs["position_ids"])
+    assert max(map(len, blocks)) > 1 and all(row[-1][1] == inputs["input_ids"].shape[1] for row in blocks)
+    attention.install()
+    ran = []
+    monkeypatch.setattr(attention, "_blocks", lambda *a, _run=attention._blocks: ran.append(1) or _run(*a))
+    results = {}
+    for by_example in (True, False):
+        trainer = SimpleNamespace(args=SimpleNamespace(average_tokens_across_devices=False), CHUNK=7, fused=True,
+                                  head_dtype=models.compute_dtype(dtype), blocks=by_example)
+        model.zero_grad()
+        loss = sft.LabelPositionsLoss.compute_loss(trainer, model, inputs)
+        loss.backward()
+        results[by_example] = loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        assert bool(ran) == by_example
+        ran.clear()
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "fp32" else dict(rtol=2e-2, atol=1e-3)
+    torch.testing.assert_close(results[True][0], results[False][0], **tol)
+    for a, b in zip(results[True][1], results[False][1]):
+        torch.testing.assert_close(a, b, **tol)
