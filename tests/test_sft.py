@@ -272,12 +272,22 @@ def test_fused_head_loss_equals_the_plain_one(dtype):
     torch.testing.assert_close(got, want, **tol)
 
 
+def loss_and_grads(model, inputs, dtype: str, fused: bool, blocks: bool):
+    """LabelPositionsLoss on a batch, outside a Trainer: (loss, the trainable parameters' gradients)."""
+    from types import SimpleNamespace
+
+    trainer = SimpleNamespace(args=SimpleNamespace(average_tokens_across_devices=False), CHUNK=7, fused=fused,
+                              head_dtype=models.compute_dtype(dtype), blocks=blocks)
+    model.zero_grad()
+    loss = sft.LabelPositionsLoss.compute_loss(trainer, model, inputs)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_sft_loss_is_the_same_through_the_fused_head(tiny_model, dtype):
     """LabelPositionsLoss with the fused head and with the model's own head on the label positions: the same
     loss and the same LoRA gradients, on a packed batch (the head's weight is tied to the embeddings)."""
-    from types import SimpleNamespace
-
     tok = models.load_tokenizer(tiny_model)
     cfg = sft_cfg(tiny_model, "x.jsonl", Path("unused"), dtype=dtype, lora_dropout=0.0)
     model = models.prepare(cfg, "causal", {"base": tiny_model, "adapters": []}, tok)
@@ -285,14 +295,7 @@ def test_sft_loss_is_the_same_through_the_fused_head(tiny_model, dtype):
     rows = sft.pack(sft.encode_rows(loaded, tok, cfg), 40)
     inputs = sft.collate(tok.pad_token_id, rows)
     assert sft.fusable(model)  # the tied, frozen head of a LoRA run
-    results = {}
-    for fused in (True, False):
-        trainer = SimpleNamespace(args=SimpleNamespace(average_tokens_across_devices=False), CHUNK=7, fused=fused,
-                                  head_dtype=models.compute_dtype(dtype), blocks=False)
-        model.zero_grad()
-        loss = sft.LabelPositionsLoss.compute_loss(trainer, model, inputs)
-        loss.backward()
-        results[fused] = loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    results = {fused: loss_and_grads(model, inputs, dtype, fused, blocks=False) for fused in (True, False)}
     torch.testing.assert_close(results[True][0], results[False][0], rtol=1e-6, atol=0)
     tol = dict(rtol=1e-4, atol=1e-6) if dtype == "fp32" else dict(rtol=2e-2, atol=1e-4)
     for a, b in zip(results[True][1], results[False][1]):
@@ -321,8 +324,6 @@ def test_a_head_whose_logits_the_model_changes_is_not_fused(tiny_model):
 def test_packed_attention_example_by_example_equals_the_row_mask(tiny_model, dtype, monkeypatch):
     """On a CPU packed rows attend example by example (attention.py's blocks) instead of through the row's
     block-diagonal mask: the same loss and LoRA gradients, and the blocks are what ran."""
-    from types import SimpleNamespace
-
     from align import attention
 
     tok = models.load_tokenizer(tiny_model)
@@ -342,12 +343,7 @@ def test_packed_attention_example_by_example_equals_the_row_mask(tiny_model, dty
     monkeypatch.setattr(attention, "_blocks", lambda *a, _run=attention._blocks: ran.append(1) or _run(*a))
     results = {}
     for by_example in (True, False):
-        trainer = SimpleNamespace(args=SimpleNamespace(average_tokens_across_devices=False), CHUNK=7, fused=True,
-                                  head_dtype=models.compute_dtype(dtype), blocks=by_example)
-        model.zero_grad()
-        loss = sft.LabelPositionsLoss.compute_loss(trainer, model, inputs)
-        loss.backward()
-        results[by_example] = loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        results[by_example] = loss_and_grads(model, inputs, dtype, fused=True, blocks=by_example)
         assert bool(ran) == by_example
         ran.clear()
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == "fp32" else dict(rtol=2e-2, atol=1e-3)
