@@ -162,7 +162,7 @@ class LabelPositionsLoss(Trainer):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = True  # our loss divides by num_items_in_batch itself
         self.fused, self.head_dtype = fused, head_dtype  # head_dtype: what autocast would run the head in
-        self.blocks = blocks  # attention example by example on a CPU (packed rows, a model that supports it)
+        self.blocks = blocks  # packed rows attend example by example (attention.py's blocks)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         target = inputs["labels"][:, 1:]
@@ -176,8 +176,7 @@ class LabelPositionsLoss(Trainer):
 
         hook = head.register_forward_pre_hook(select)
         try:
-            extra = {BLOCKS: example_blocks(inputs["position_ids"])} \
-                if self.blocks and inputs["input_ids"].device.type == "cpu" else {}
+            extra = {BLOCKS: example_blocks(inputs["position_ids"])} if self.blocks else {}
             logits = model(input_ids=inputs["input_ids"], position_ids=inputs["position_ids"], use_cache=False,
                            **extra).logits
         finally:
@@ -228,7 +227,8 @@ def run(cfg: SFTConfig) -> dict[str, Any]:
                                       "skipped": train_rows.skipped})
         model = models.prepare(cfg, "causal", lineage, tokenizer)
         fused = fusable(model)  # then no logits are held per token
-        blocks = cfg.packing and supported(models.unwrap(model).config)
+        # measured on the CPU; an accelerator runs one kernel over the row's mask
+        blocks = cfg.packing and supported(models.unwrap(model).config) and model.device.type == "cpu"
         if blocks:
             attention.install()
         args = train.trainer_args(cfg, out, TrainingArguments, tokens_per_example=cfg.max_length,
