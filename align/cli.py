@@ -163,11 +163,15 @@ def eval_runs(run_dirs: list[str] = typer.Argument(..., help="Finished runs: pol
               overwrite: bool = typer.Option(False, help="Replace an earlier report in --output."),
               max_new_tokens: int = typer.Option(64),
               comparison_prompts: bool = typer.Option(False, help="--prompts is a comparison file (pairs, HH-RLHF "
-                                                                   "dialogues): take its prompts.")) -> None:
+                                                                   "dialogues): take its prompts."),
+              max_prompt_length: Optional[int] = typer.Option(None, min=1, help="Longer prompts keep their last tokens "
+                                                              "(as PPO/DPO cut them in training; counted in the "
+                                                              "report). Default: whole prompts.")) -> None:
     """Policies: reward, win rate and KL vs their SFT reference, samples side by side; RMs: accuracy."""
     from align import evaluate
 
-    evaluate.evaluate_runs(run_dirs, prompts, judge, pairs, output, max_new_tokens, comparison_prompts, overwrite)
+    evaluate.evaluate_runs(run_dirs, prompts, judge, pairs, output, max_new_tokens, comparison_prompts, overwrite,
+                           max_prompt_length)
 
 
 @app.command()

@@ -67,7 +67,7 @@ def judge_policy(cfg: DPOConfig, out: Run, eval_rows: data.Loaded) -> dict[str, 
     """
     prompts = list({repr(v["prompt"]): v["prompt"] for v in eval_rows.values()}.values())  # a ranking's pairs share one
     result = evaluate.evaluate_policy(str(out.path), prompts, reward_model.load_reward_model(cfg.judge),
-                                      cfg.judge_max_new_tokens)
+                                      cfg.judge_max_new_tokens, max_prompt_length=cfg.max_prompt_length)
     return {"judge_prompts": len(prompts), "judge_reward": result["reward"],
             "judge_reference_reward": result["reference_reward"], "judge_win_rate": result["win_rate"],
             "judge_kl_to_reference": result["kl_to_reference"]}

@@ -10,6 +10,10 @@ import torch
 from align import chat, data, models, runs
 from align.errors import RunError
 
+# padded prompt tokens per generation batch: a batch's prefill runs all its rows at the longest one's length
+# (HH prompts of 40-1,700 tokens in rows of 32: 60k tokens for 36k of prompt), so long prompts go in fewer rows
+GENERATE_TOKENS = 16384
+
 
 def load_any(spec: str, trust_remote_code: bool = False, kind: str | None = None):
     """A run directory or a plain model spec -> (model, tokenizer) ready for inference."""
@@ -46,10 +50,13 @@ def length_batches(lengths: list[int], max_tokens: int = 0, max_rows: int = 0,
 def encode_prompts(tokenizer, prompts: list[list[dict]], max_length: int | None = None) -> dict[str, torch.Tensor]:
     """Prompts (message lists) -> left-padded ids with their generation prompt, as `generate` takes them; over
     `max_length` a prompt keeps its last tokens (chat.truncate_left: a leading BOS stays)."""
+    return pad_left(prompt_rows(tokenizer, prompts, max_length), tokenizer.pad_token_id)
+
+
+def prompt_rows(tokenizer, prompts: list[list[dict]], max_length: int | None = None) -> list[list[int]]:
+    """Each prompt's ids with the generation prompt; over `max_length` its last tokens (a leading BOS stays)."""
     rows = [chat.prompt_ids(tokenizer, p) for p in prompts]
-    if max_length is not None:
-        rows = [chat.truncate_left(tokenizer, r, max_length) for r in rows]
-    return pad_left(rows, tokenizer.pad_token_id)
+    return rows if max_length is None else [chat.truncate_left(tokenizer, r, max_length) for r in rows]
 
 
 def pad_left(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -69,15 +76,17 @@ def sampling_kwargs(temperature: float, top_p: float = 1.0, top_k: int = 0, *, s
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 128, temperature: float = 0.0,
-             top_p: float = 1.0, top_k: int = 0, batch_size: int = 32) -> list[str]:
-    """Answer each prompt (a list of messages), in their order; batched (prompts of similar length together),
-    left-padded, KV-cached, stopping at end-of-turn."""
+             top_p: float = 1.0, top_k: int = 0, batch_size: int = 32, max_prompt_length: int | None = None,
+             max_tokens: int = GENERATE_TOKENS) -> list[str]:
+    """Answer each prompt (a list of messages), in their order; batched (prompts of similar length together,
+    at most `batch_size` rows and `max_tokens` padded prompt tokens a batch), left-padded, KV-cached, stopping
+    at end-of-turn. Over `max_prompt_length` a prompt keeps its last tokens (chat.truncate_left)."""
     device = next(model.parameters()).device
     kwargs = sampling_kwargs(temperature, top_p, top_k, stop=chat.stop_token_ids(tokenizer),
                              pad_id=tokenizer.pad_token_id)
-    rows = [chat.prompt_ids(tokenizer, p) for p in prompts]
+    rows = prompt_rows(tokenizer, prompts, max_prompt_length)
     out: list[str] = [""] * len(prompts)
-    for idx in length_batches([len(r) for r in rows], max_rows=batch_size):
+    for idx in length_batches([len(r) for r in rows], max_tokens, batch_size):
         enc = {k: t.to(device) for k, t in pad_left([rows[i] for i in idx], tokenizer.pad_token_id).items()}
         gen = model.generate(**enc, max_new_tokens=max_new_tokens, **kwargs)
         for i, row in zip(idx, gen[:, enc["input_ids"].shape[1]:]):

@@ -30,7 +30,7 @@ from align.errors import ConfigError
 
 STAGE_REFS = ("from", "reward", "judge")  # keys whose value may be the name of an earlier stage
 PATH_KEYS = ("data", "eval_data", "prompts", "eval_prompts")
-EVAL_KEYS = ("prompts", "pairs", "judge", "max_new_tokens", "comparison_prompts")
+EVAL_KEYS = ("prompts", "pairs", "judge", "max_new_tokens", "max_prompt_length", "comparison_prompts")
 
 
 def run_stage(method: str, cfg: Any) -> Any:
@@ -153,9 +153,10 @@ def check_eval(ev: Any, seen: dict[str, Path], source: str) -> None:
         return
     if not isinstance(ev, dict) or set(ev) - set(EVAL_KEYS):
         raise ConfigError(f"{source}: eval takes {', '.join(EVAL_KEYS)}")
-    tokens = ev.get("max_new_tokens", 64)
-    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
-        raise ConfigError(f"{source}: eval.max_new_tokens must be an integer >= 1, got {tokens!r}")
+    for key in ("max_new_tokens", "max_prompt_length"):
+        tokens = ev.get(key, 1)
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
+            raise ConfigError(f"{source}: eval.{key} must be an integer >= 1, got {tokens!r}")
     for key in ("prompts", "pairs", "judge"):
         if ev.get(key) is not None and not isinstance(ev[key], str):
             raise ConfigError(f"{source}: eval.{key} must be a path{' or a stage name' * (key == 'judge')}, got "
@@ -210,5 +211,6 @@ def run_pipeline(recipe_path: str, only: list[str] | None = None, from_stage: st
         judge = outputs.get(ev.get("judge"), ev.get("judge"))
         evaluate.evaluate_runs(list(outputs.values()), ev.get("prompts"), judge, ev.get("pairs"),
                                str(root / "report"), ev.get("max_new_tokens", 64), ev.get("comparison_prompts", False),
-                               overwrite=True)  # the recipe's own report, rewritten on each run
+                               overwrite=True,  # the recipe's own report, rewritten on each run
+                               max_prompt_length=ev.get("max_prompt_length"))
     return root

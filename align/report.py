@@ -162,9 +162,16 @@ def plot_reward_vs_sqrt_kl(r: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _prompt_cut(out: dict[str, Any]) -> str:
+    cut = max((r.get("truncated_prompts", 0) for r in out["results"]), default=0)
+    return (f" Prompts over {out['max_prompt_length']} tokens keep their last ones ({cut} of them)."
+            if out.get("max_prompt_length") else "")
+
+
 def write(out: dict[str, Any], manifests: dict[str, dict[str, Any]], folder: Path) -> Path:
     lines = ["# align evaluation report", "",
-             f"Judge: `{out['judge']}`; held-out prompts: `{out['prompts']}`; held-out pairs: `{out['pairs']}`.", "",
+             f"Judge: `{out['judge']}`; held-out prompts: `{out['prompts']}`; held-out pairs: `{out['pairs']}`."
+             + _prompt_cut(out), "",
              tables(out), ""]
     pols = [r for r in out["results"] if r["kind"] == "policy"]
     for i, (reference, group) in enumerate(by_reference(pols).items(), 1):

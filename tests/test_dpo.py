@@ -125,6 +125,38 @@ def test_answer_log_probs_in_batches_equal_one_answer_at_a_time(tmp):
     assert batched[0] == batched[4] and all(lp < 0 for lp in batched)
 
 
+def test_evaluation_cuts_long_prompts_as_training_did(tmp):
+    """`align eval --max-prompt-length N`: a longer prompt keeps its last N tokens, both where the answer is
+    generated and where its log-probs (the KL) are taken; the same answers and log-probs as from the cut ids."""
+    import torch
+
+    from align import infer, ppo_math
+
+    model, tok, _ = models.load_run(str(tmp / "sft"), dtype="fp32")
+    prompts = [[{"role": "user", "content": "tell me about " + "the cat " * n}] for n in (1, 9, 30)]
+    full = [chat.prompt_ids(tok, p) for p in prompts]
+    limit = len(full[1]) - 3  # the first prompt fits, the other two are cut
+    cut = [chat.truncate_left(tok, ids, limit) for ids in full]
+    assert cut[0] == full[0] and [len(c) for c in cut[1:]] == [limit, limit] and cut[2][-limit + 1:] == full[2][-limit + 1:]
+    answers = infer.generate(model, tok, prompts, max_new_tokens=5, max_prompt_length=limit)
+    stop = chat.stop_token_ids(tok)
+    for ids, answer in zip(cut, answers):
+        with torch.no_grad():
+            out = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=5, do_sample=False, eos_token_id=stop,
+                                 pad_token_id=tok.pad_token_id)
+        assert tok.decode(out[0, len(ids):], skip_special_tokens=True).strip() == answer
+    answers = ["red", "blue sky", "green sea and sand"]
+    alone = []
+    for p, ids, a in zip(prompts, cut, answers):
+        whole = chat.conversation_ids(tok, p, [{"role": "assistant", "content": a}])
+        row = torch.tensor([ids + whole[len(chat.prompt_ids(tok, p)):]])
+        with torch.no_grad():
+            logits = model(input_ids=row).logits[:, len(ids) - 1: -1]
+        alone.append(float(ppo_math.logprobs_from_logits(logits, row[:, len(ids):]).sum()))
+    assert evaluate.sequence_logprobs(model, tok, prompts, answers, max_prompt_length=limit) == pytest.approx(alone, abs=1e-4)
+    assert evaluate.sequence_logprobs(model, tok, prompts, answers)[2] != pytest.approx(alone[2], abs=1e-3)  # it matters
+
+
 def test_learns_the_preference_and_logs_it(trained, tmp):
     manifest, _ = trained
     m = manifest["metrics"]

@@ -105,6 +105,8 @@ def test_recipe_validate_names_the_bad_key(tiny_model, tmp_path):
     assert runner.invoke(app, ["recipe", "validate", str(dated)]).exit_code == 0
     for ev, message in [({"prompts": str(tmp_path / "prompts.jsonl"), "judge": 5}, "eval.judge must be a path or a "
                          "stage name, got 5"),
+                        ({"prompts": str(tmp_path / "prompts.jsonl"), "max_prompt_length": 0},
+                         "eval.max_prompt_length must be an integer >= 1, got 0"),
                         ({"prompts": str(tmp_path / "prompts.jsonl"), "comparison_prompts": "no"},
                          "eval.comparison_prompts must be true or false, got 'no'")]:
         bad = tmp_path / "bad.yaml"
@@ -138,7 +140,7 @@ def test_full_pipeline_with_evaluation_report(tiny_model, tmp_path, monkeypatch)
                 "save_steps": 0, "sample_steps": 0},
         "dpo": {"from": "sft", "data": str(tmp_path / "pairs.jsonl"), **small},
     }, "eval": {"prompts": str(tmp_path / "prompts.jsonl"), "pairs": str(tmp_path / "eval_pairs.jsonl"),
-                "judge": "rm", "max_new_tokens": 6}}
+                "judge": "rm", "max_new_tokens": 6, "max_prompt_length": 12}}
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     result = runner.invoke(app, ["run", str(path)])
@@ -160,6 +162,9 @@ def test_full_pipeline_with_evaluation_report(tiny_model, tmp_path, monkeypatch)
     assert "### Reward vs KL to" in text and "ppo, dpo against" in text  # SFT vs its base apart from PPO/DPO vs SFT
     assert re.search(r"\| \S+/runs/ppo \| ppo \| complete \| \d+\.\d min \|", text), text  # wall time per stage
     assert ev["wall_s"] > 0 and "This evaluation took" in text
+    cut = by_stage["ppo"]["truncated_prompts"]  # the eval's max_prompt_length: counted and said
+    assert ev["max_prompt_length"] == 12 and 0 < cut <= len(PROMPTS), ev
+    assert f"Prompts over 12 tokens keep their last ones ({cut} of them)." in text
     for png in ("reward_vs_kl_1.png", "reward_vs_kl_2.png", "curves_sft.png", "curves_rm.png", "curves_ppo.png",
                 "curves_dpo.png"):
         assert (report / png).stat().st_size > 1000, png
