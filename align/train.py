@@ -18,14 +18,16 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from align import guard
 from align.chat import end_of_turn_id, template_hash, tokenizer_hash
-from align.models import compute_dtype, dtype_name
+from align.models import compute_dtype, dtype_name, release_freed_memory
 from align.runs import Run, is_main_process
 
 
 def free_memory(device: torch.device) -> int:
-    """Bytes the process may still allocate: free GPU memory, or the machine's available RAM."""
+    """Bytes the process may still allocate: free GPU memory, or the machine's available RAM (after this
+    process returns what it freed: models.release_freed_memory)."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
+    release_freed_memory()
     try:
         with open("/proc/meminfo") as f:
             return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -253,6 +254,25 @@ def test_auto_micro_batch_tokens_follow_free_memory(tiny_model, monkeypatch):
     assert train.bytes_per_token(model, torch.float32, True, False) < train.bytes_per_token(model, torch.float32, False, False)
     cfg.micro_batch_tokens = 3000
     assert train.micro_batch_tokens(cfg, model, lm_head=True) == 3000
+
+
+@pytest.mark.skipif(models.keep_freed_memory() is None, reason="glibc's heap only")
+def test_free_memory_counts_what_this_process_freed():
+    """The heap glibc keeps for reuse (models.keep_freed_memory) is handed back before free memory is measured:
+    a freed 1 GiB block below a live one (not at the heap's top, so never trimmed by itself) leaves the
+    process's resident memory until then, and free_memory sees it again."""
+    def resident() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    big = torch.ones(2 ** 28)  # 1 GiB, touched
+    small = torch.ones(1024)  # after it in the heap
+    before = resident()
+    del big
+    assert resident() > before - (256 << 20)  # freed, still held
+    train.free_memory(torch.device("cpu"))
+    assert resident() < before - (768 << 20)  # handed back
+    del small
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
