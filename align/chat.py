@@ -170,9 +170,9 @@ def count_long_prompts(tokenizer, prompts: list[list[dict]], max_length: int) ->
     return sum(len(prompt_ids(tokenizer, p)) > max_length for p in prompts)
 
 
-def truncate_left(tokenizer, ids: list[int], max_length: int) -> list[int]:
-    """Keep the last `max_length` tokens (the end of the conversation); a leading BOS token stays."""
-    if len(ids) <= max_length:
+def truncate_left(tokenizer, ids: list[int], max_length: int | None) -> list[int]:
+    """Keep the last `max_length` tokens (the end of the conversation; None: all); a leading BOS token stays."""
+    if max_length is None or len(ids) <= max_length:
         return ids
     head = ids[:1] if tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id else []
     return head + ids[len(ids) - max_length + len(head):]

@@ -257,7 +257,8 @@ class DPOConfig(PairConfig):
     precompute_ref_log_probs: bool = opt(False, "Compute the reference log-probs once before training (with --full: "
                                                 "no frozen copy of the model is kept).")
     judge: str | None = opt(None, "An `align rm` run: after training, score the saved policy's and the SFT model's "
-                                  "greedy answers to the eval pairs' prompts (as `align eval` does); reports both mean "
+                                  "greedy answers to the eval pairs' prompts, cut at max_prompt_length (as `align eval "
+                                  "--max-prompt-length` does); reports both mean "
                                   "rewards, the win rate and the KL to the SFT model.")
     judge_max_new_tokens: int = opt(64, "Answer length for --judge.", ge=1)
     batch_size: int = opt(8, "Pairs per device per step.", ge=1)

@@ -63,14 +63,15 @@ def trl_options(cfg: DPOConfig) -> dict[str, Any]:
 def judge_policy(cfg: DPOConfig, out: Run, eval_rows: data.Loaded) -> dict[str, Any]:
     """The saved policy's and the SFT model's greedy answers to the held-out prompts, scored by the reward model.
 
-    Reuses `align eval`'s policy evaluation on the run as written, so the numbers match that command.
+    Reuses `align eval`'s policy evaluation on the run as written, the prompts cut at max_prompt_length as in
+    training, so the numbers match `align eval --max-prompt-length` with the same value.
     """
     prompts = list({repr(v["prompt"]): v["prompt"] for v in eval_rows.values()}.values())  # a ranking's pairs share one
     result = evaluate.evaluate_policy(str(out.path), prompts, reward_model.load_reward_model(cfg.judge),
                                       cfg.judge_max_new_tokens, max_prompt_length=cfg.max_prompt_length)
     return {"judge_prompts": len(prompts), "judge_reward": result["reward"],
             "judge_reference_reward": result["reference_reward"], "judge_win_rate": result["win_rate"],
-            "judge_kl_to_reference": result["kl_to_reference"]}
+            "judge_kl_to_reference": result["kl_to_reference"], "judge_truncated_prompts": result["truncated_prompts"]}
 
 
 def load_inputs(cfg: DPOConfig) -> tuple:

@@ -36,8 +36,7 @@ def sequence_logprobs(model, tokenizer, prompts: list[list[dict]], answers: list
     for p, a in zip(prompts, answers):
         ids = chat.conversation_ids(tokenizer, p, [{"role": "assistant", "content": a or " "}])
         n = len(chat.prompt_ids(tokenizer, p))
-        head = ids[:n] if max_prompt_length is None else chat.truncate_left(tokenizer, ids[:n], max_prompt_length)
-        rows.append((head + ids[n:], len(ids) - n))
+        rows.append((chat.truncate_left(tokenizer, ids[:n], max_prompt_length) + ids[n:], len(ids) - n))
     device = next(model.parameters()).device
     keep_only = "logits_to_keep" in inspect.signature(models.unwrap(model).forward).parameters
     out = [0.0] * len(rows)

@@ -55,8 +55,7 @@ def encode_prompts(tokenizer, prompts: list[list[dict]], max_length: int | None 
 
 def prompt_rows(tokenizer, prompts: list[list[dict]], max_length: int | None = None) -> list[list[int]]:
     """Each prompt's ids with the generation prompt; over `max_length` its last tokens (a leading BOS stays)."""
-    rows = [chat.prompt_ids(tokenizer, p) for p in prompts]
-    return rows if max_length is None else [chat.truncate_left(tokenizer, r, max_length) for r in rows]
+    return [chat.truncate_left(tokenizer, chat.prompt_ids(tokenizer, p), max_length) for p in prompts]
 
 
 def pad_left(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:

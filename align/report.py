@@ -164,7 +164,7 @@ def plot_reward_vs_sqrt_kl(r: dict[str, Any], path: Path) -> None:
 
 def _prompt_cut(out: dict[str, Any]) -> str:
     cut = max((r.get("truncated_prompts", 0) for r in out["results"]), default=0)
-    return (f" Prompts over {out['max_prompt_length']} tokens keep their last ones ({cut} of them)."
+    return (f" Prompts over {out['max_prompt_length']} tokens keep their last ones: {cut} of the held-out prompts."
             if out.get("max_prompt_length") else "")
 
 

@@ -137,7 +137,8 @@ def test_evaluation_cuts_long_prompts_as_training_did(tmp):
     full = [chat.prompt_ids(tok, p) for p in prompts]
     limit = len(full[1]) - 3  # the first prompt fits, the other two are cut
     cut = [chat.truncate_left(tok, ids, limit) for ids in full]
-    assert cut[0] == full[0] and [len(c) for c in cut[1:]] == [limit, limit] and cut[2][-limit + 1:] == full[2][-limit + 1:]
+    assert cut[0] == full[0] and [len(c) for c in cut[1:]] == [limit, limit]
+    assert cut[2][-limit + 1:] == full[2][-limit + 1:] and cut[2][0] == full[2][0]  # the end, and a leading BOS
     answers = infer.generate(model, tok, prompts, max_new_tokens=5, max_prompt_length=limit)
     stop = chat.stop_token_ids(tok)
     for ids, answer in zip(cut, answers):
@@ -153,8 +154,10 @@ def test_evaluation_cuts_long_prompts_as_training_did(tmp):
         with torch.no_grad():
             logits = model(input_ids=row).logits[:, len(ids) - 1: -1]
         alone.append(float(ppo_math.logprobs_from_logits(logits, row[:, len(ids):]).sum()))
-    assert evaluate.sequence_logprobs(model, tok, prompts, answers, max_prompt_length=limit) == pytest.approx(alone, abs=1e-4)
-    assert evaluate.sequence_logprobs(model, tok, prompts, answers)[2] != pytest.approx(alone[2], abs=1e-3)  # it matters
+    cut_lp = evaluate.sequence_logprobs(model, tok, prompts, answers, max_prompt_length=limit)
+    assert cut_lp == pytest.approx(alone, abs=1e-4)
+    whole_lp = evaluate.sequence_logprobs(model, tok, prompts, answers)
+    assert whole_lp[2] != pytest.approx(alone[2], abs=1e-3)  # the cut matters
 
 
 def test_learns_the_preference_and_logs_it(trained, tmp):
