@@ -20,9 +20,6 @@ from align import chat, data, infer, models, ppo_math, reward_model, runs
 from align.errors import ConfigError
 
 LOGPROB_TOKENS = 4096  # padded tokens per log-prob pass (the LM head's logits are kept for answer positions only)
-# rows per generation batch: a CPU decoding step costs little more at 64 rows than at 32 (the weights are read
-# once a step either way): 100 HH prompts cut to 256 tokens, 48 new tokens, bf16: 32 rows 49-58 s, 50 rows 42 s
-GENERATE_ROWS = 64
 
 
 @torch.no_grad()
@@ -74,17 +71,11 @@ def judged(judge, prompts: list[list[dict]], answers: list[str], reference: dict
             zip(judge.score(prompts, answers), answers, reference["scores"], reference["answers"])]
 
 
-def greedy_answers(model, tok, prompts: list[list[dict]], max_new_tokens: int, max_prompt_length: int | None
-                   ) -> list[str]:
-    return infer.generate(model, tok, prompts, max_new_tokens, batch_size=GENERATE_ROWS,
-                          max_prompt_length=max_prompt_length)
-
-
 def versus_reference(model, tok, prompts: list[list[dict]], max_new_tokens: int, judge, reference: dict[str, Any],
                      max_prompt_length: int | None = None) -> dict[str, Any]:
     """The active adapter's greedy answers against the reference's (adapters disabled): KL of its answers to
     the reference (nats per answer), and under the judge its mean reward and win rate, with lengths."""
-    answers = greedy_answers(model, tok, prompts, max_new_tokens, max_prompt_length)
+    answers = infer.generate(model, tok, prompts, max_new_tokens, max_prompt_length=max_prompt_length)
     policy_lp = sequence_logprobs(model, tok, prompts, answers, max_prompt_length=max_prompt_length)
     with model.disable_adapter():
         reference_lp = sequence_logprobs(model, tok, prompts, answers, max_prompt_length=max_prompt_length)
@@ -115,7 +106,7 @@ def evaluate_policy(run_dir: str, prompts: list[list[dict]], judge, max_new_toke
     references = {} if references is None else references
     if key not in references:
         with model.disable_adapter():
-            answers = greedy_answers(model, tok, prompts, max_new_tokens, max_prompt_length)
+            answers = infer.generate(model, tok, prompts, max_new_tokens, max_prompt_length=max_prompt_length)
         references[key] = {"answers": answers, "length": answer_lengths(tok, answers),
                            "scores": judge.score(prompts, answers) if judge is not None else None}
     reference = references[key]

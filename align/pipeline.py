@@ -153,10 +153,10 @@ def check_eval(ev: Any, seen: dict[str, Path], source: str) -> None:
         return
     if not isinstance(ev, dict) or set(ev) - set(EVAL_KEYS):
         raise ConfigError(f"{source}: eval takes {', '.join(EVAL_KEYS)}")
-    for key in ("max_new_tokens", "max_prompt_length"):
-        tokens = ev.get(key, 64)
-        if key == "max_prompt_length" and tokens is None:  # null, as absent: whole prompts
-            continue
+    limits = {"max_new_tokens": ev.get("max_new_tokens", 64)}
+    if ev.get("max_prompt_length") is not None:  # null, as absent: whole prompts
+        limits["max_prompt_length"] = ev["max_prompt_length"]
+    for key, tokens in limits.items():
         if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
             raise ConfigError(f"{source}: eval.{key} must be an integer >= 1, got {tokens!r}")
     for key in ("prompts", "pairs", "judge"):
