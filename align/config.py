@@ -217,9 +217,12 @@ class RMConfig(PairConfig):
                                      "HH sweep at 320 pairs (bench/quality/RESULTS.md): held-out accuracy 0.60 "
                                      "beside 0.56 at 1e-3 (within noise) and 0.48 at 5e-5.",
                                gt=0)
-    epochs: float = opt(1.0, "Passes over the pairs: reward models overfit after one (InstructGPT).", gt=0)
-    batch_size: int = opt(16, "Comparison pairs per step; a prompt's pairs are never split across steps.", ge=1)
-    max_length: int = opt(1024, "Longest prompt+response in tokens (see truncation).", ge=1)
+    epochs: float = opt(1.0, "Passes over the pairs: reward models overfit after one (InstructGPT; not swept here).",
+                        gt=0)
+    batch_size: int = opt(16, "Comparison pairs per step; a prompt's pairs are never split across steps (not swept).",
+                          ge=1)
+    max_length: int = opt(1024, "Longest prompt+response in tokens (see truncation). Not swept: set from HH-RLHF's "
+                                "lengths (above); score at the length you train at.", ge=1)
     truncation: str = opt("left", "Over-long conversations: 'left' drops the oldest prompt tokens and keeps the "
                                   "response and its end-of-turn token (a pair whose response alone is too long "
                                   "is dropped); 'drop' skips every over-long pair. Counted either way.",
@@ -261,7 +264,9 @@ class DPOConfig(PairConfig):
                                   "--max-prompt-length` does); reports both mean "
                                   "rewards, the win rate and the KL to the SFT model.")
     judge_max_new_tokens: int = opt(64, "Answer length for --judge.", ge=1)
-    batch_size: int = opt(8, "Pairs per device per step.", ge=1)
+    epochs: float = opt(1.0, "Passes over the pairs (not swept: one epoch of both HH files took 5 h on 2 CPU "
+                             "cores and was at chance held-out, bench/quality/RESULTS.md).", gt=0)
+    batch_size: int = opt(8, "Pairs per device per step (not swept).", ge=1)
 
     def cross_checks(self) -> None:
         super().cross_checks()
@@ -294,10 +299,11 @@ class PPOConfig(ModelConfig):
                                           "prompts; their answers are ignored.")
     reward: str | None = opt(None, "Reward: an `align rm` run directory, or a Python function 'module:function' "
                                    "(prompts, responses -> floats), imported only because you named it.")
-    steps: int = opt(100, "PPO iterations (each: one batch of rollouts, then ppo_epochs of updates).", ge=1)
-    rollout_batch_size: int = opt(16, "Prompts per iteration (one response each); at most the number of prompts.",
-                                  ge=1)
-    mini_batch_size: int = opt(8, "Responses per optimiser step (at most rollout_batch_size).", ge=1)
+    steps: int = opt(100, "PPO iterations (each: one batch of rollouts, then ppo_epochs of updates; not swept).",
+                     ge=1)
+    rollout_batch_size: int = opt(16, "Prompts per iteration (one response each); at most the number of prompts "
+                                      "(not swept).", ge=1)
+    mini_batch_size: int = opt(8, "Responses per optimiser step (at most rollout_batch_size; not swept).", ge=1)
     micro_batch_size: int = opt(8, "Responses per forward/backward (gradient accumulation inside a minibatch; at "
                                    "most mini_batch_size).", ge=1)
     ppo_epochs: int = opt(4, "Passes over each rollout batch (4 vs 2 measured within noise of each other on a rule reward; "
@@ -310,7 +316,7 @@ class PPOConfig(ModelConfig):
     missing_eos_penalty: float = opt(1.0, "Subtracted from the score of a response that never emits end-of-turn.",
                                      ge=0)
     learning_rate: float = opt(1e-4, "Policy (LoRA) learning rate (not yet swept).", gt=0)
-    value_learning_rate: float = opt(1e-4, "Value model (LoRA + head) learning rate.", gt=0)
+    value_learning_rate: float = opt(1e-4, "Value model (LoRA + head) learning rate (not swept).", gt=0)
     value_model: str = opt("adapter", "adapter: the value model is its own LoRA adapter on the base, initialised "
                            "from the reward model when that shares the base (InstructGPT's separate critic). policy: "
                            "a value head on the policy's hidden states (trlx's and early TRL's design): one "
