@@ -55,5 +55,5 @@ def test_the_kernel_choice_changes_no_logit_or_gradient(tiny_model, monkeypatch)
     assert calls and all(calls[:len(calls) // 2]) and not any(calls[len(calls) // 2:])  # each kernel ran
     real = mask.bool()
     torch.testing.assert_close(math_logits[real], default_logits[real], rtol=1e-5, atol=1e-5)
-    for a, b in zip(math_grads, default_grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # fp32, another summation order
+    for a, b in zip(math_grads, default_grads):  # fp32 in another summation order: an error relative to the
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())  # tensor's scale
