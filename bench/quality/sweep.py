@@ -8,8 +8,9 @@ split: train on the first rows of hh_helpful_rejection_sampled_test, measure on 
 hh_helpful_online_test (the held-out pairs nothing trains on). What each point measures:
     rm   pairwise accuracy and mean margin on the held-out pairs (align eval), train seconds; trained on the
          policy side's file (across files, as the recipe's PPO reward model) or on the judge's (the held-out
-         pairs' distribution: learning rate and data size where there is a signal to learn)
-    dpo  implicit-reward accuracy and eval loss on the held-out pairs, train seconds
+         pairs' distribution: learning rate and data size where there is a signal to learn); the points trained on
+         its first 320 rows are also scored on its rows 320-620 (WIDE: 300 pairs, +-0.057 at 95% against +-0.10)
+    dpo  implicit-reward accuracy and eval loss on the held-out pairs (the judge320 points: on WIDE), train seconds
     ppo  on a smooth rule reward (10 x the share of the letter 'o' in the answer: tests/rewards.py-style sanity
          reward, bench/quality/rewards.py) and 32-token answers to the project's prompts: reward of the first
          and last iterations, KL to the start (nats per answer), reward gained per nat of KL
@@ -30,8 +31,14 @@ ROOT = Path(__file__).resolve().parents[2]
 HH = ROOT.parent / "shared" / "data" / "preference"
 TRAIN = f"{HH}/hh_helpful_rejection_sampled_test.jsonl.gz"
 HELD_OUT = f"{HH}/hh_helpful_online_test.jsonl.gz[-100:]"
+# 99 held-out pairs leave +-0.10 at 95%: the RM points trained on the judge file's first 320 rows are also scored on
+# its next 300 (never trained on by those points; +-0.057), which separates what the last 100 alone cannot
+WIDE = f"{HH}/hh_helpful_online_test.jsonl.gz[320:620]"
 OUT = ROOT / "runs" / "sweep"
 RESULTS = Path(__file__).with_name("sweep.jsonl")
+SFT = OUT / "sft"  # the recipe's SFT stage, for the points that start an RM from SFT
+SFT_ARGS = ["sft", "--model", "smollm2-135m", "--data", TRAIN, "--max-length", "512", "--truncate", "--batch-size", "8",
+            "--max-steps", "25", "--logging-steps", "5", "--save-steps", "0", "--output", str(SFT)]
 
 JUDGE_TRAIN = f"{HH}/hh_helpful_online_test.jsonl.gz"  # the judge's file: the held-out pairs' distribution
 RM_BASE = ["--max-length", "320", "--batch-size", "16", "--logging-steps", "4"]
@@ -48,10 +55,22 @@ POINTS = {  # stage -> name -> extra flags
            "judge320_lr5e-5": ["--data", f"{JUDGE_TRAIN}[:320]", "--learning-rate", "5e-5"],
            "judge320_lr2e-4": ["--data", f"{JUDGE_TRAIN}[:320]", "--learning-rate", "2e-4"],
            "judge320_lr1e-3": ["--data", f"{JUDGE_TRAIN}[:320]", "--learning-rate", "1e-3"],
-           "judge1037_lr2e-4": ["--data", f"{JUDGE_TRAIN}[:-100]", "--learning-rate", "2e-4"]},
+           "judge1037_lr2e-4": ["--data", f"{JUDGE_TRAIN}[:-100]", "--learning-rate", "2e-4"],
+           # what else the defaults rest on, each against judge320_lr2e-4 (re-run for its WIDE score): from the
+           # recipe's SFT instead of the base, two epochs, max_length 256 (the recipe's) and 512
+           "judge320_from_sft": ["--data", f"{JUDGE_TRAIN}[:320]", "--from", str(SFT)],
+           "judge320_ep2": ["--data", f"{JUDGE_TRAIN}[:320]", "--epochs", "2"],
+           "judge320_from_sft_ep2": ["--data", f"{JUDGE_TRAIN}[:320]", "--from", str(SFT), "--epochs", "2"],
+           "judge320_len256": ["--data", f"{JUDGE_TRAIN}[:320]", "--max-length", "256"],
+           "judge320_len512": ["--data", f"{JUDGE_TRAIN}[:320]", "--max-length", "512"]},
     "dpo": {"lr1e-4_b0.1": ["--learning-rate", "1e-4", "--beta", "0.1"],
             "lr5e-4_b0.1": ["--learning-rate", "5e-4", "--beta", "0.1"],
-            "lr1e-4_b0.5": ["--learning-rate", "1e-4", "--beta", "0.5"]},
+            "lr1e-4_b0.5": ["--learning-rate", "1e-4", "--beta", "0.5"],
+            # epochs where there is a signal: from the recipe's SFT on the judge file's first 320 rows (the held-out
+            # pairs' kind), scored on its next 300
+            "judge320_from_sft_ep1": ["--from", str(SFT), "--data", f"{JUDGE_TRAIN}[:320]", "--eval-data", WIDE],
+            "judge320_from_sft_ep2": ["--from", str(SFT), "--data", f"{JUDGE_TRAIN}[:320]", "--eval-data", WIDE,
+                                      "--epochs", "2"]},
     "ppo": {"lr1e-4_ep4_kl0.05": ["--learning-rate", "1e-4", "--ppo-epochs", "4", "--kl-coef", "0.05"],
             "lr1e-4_ep2_kl0.05": ["--learning-rate", "1e-4", "--ppo-epochs", "2", "--kl-coef", "0.05"],
             "lr3e-4_ep2_kl0.05": ["--learning-rate", "3e-4", "--ppo-epochs", "2", "--kl-coef", "0.05"],
@@ -71,10 +90,20 @@ def manifest(run: Path) -> dict:
     return json.loads((run / "align.json").read_text())
 
 
+def merged(base: list[str], flags: list[str]) -> list[str]:
+    """The stage's base flags with the point's own replacing those of the same name (all take one value)."""
+    named = {f for f in flags if f.startswith("--")}
+    keep = [x for i in range(0, len(base), 2) if base[i] not in named for x in base[i:i + 2]]
+    return keep + flags
+
+
 def point(stage: str, name: str, flags: list[str]) -> dict:
     run = OUT / stage / name
     base = {"rm": RM_BASE, "dpo": DPO_BASE, "ppo": PPO_BASE}[stage]
-    args = [stage, "--model", "smollm2-135m", *base, *flags, "--output", str(run), "--overwrite"]
+    if str(SFT) in flags and not (SFT / "align.json").exists():
+        align(*SFT_ARGS)
+    start = [] if "--from" in flags else ["--model", "smollm2-135m"]
+    args = [stage, *start, *merged(base, flags), "--output", str(run), "--overwrite"]
     t = time.time()
     align(*args)
     wall = time.time() - t
@@ -86,6 +115,10 @@ def point(stage: str, name: str, flags: list[str]) -> dict:
         ev = json.loads((run / "eval" / "eval.json").read_text())["results"][0]
         result.update(accuracy=ev["accuracy"], mean_margin=ev["mean_margin"], pairs=ev["pairs"],
                       loss_start=m.get("loss_start"), loss_end=m.get("loss_end"))
+        if f"{JUDGE_TRAIN}[:320]" in flags:
+            align("eval", str(run), "--pairs", WIDE, "--output", str(run / "eval_wide"))
+            wide = json.loads((run / "eval_wide" / "eval.json").read_text())["results"][0]
+            result.update(wide_accuracy=wide["accuracy"], wide_margin=wide["mean_margin"], wide_pairs=wide["pairs"])
     elif stage == "dpo":
         result.update(accuracy=m.get("eval_implicit_accuracy"), eval_loss=m.get("eval_loss"),
                       loss_start=m.get("loss_start"), loss_end=m.get("loss_end"))
