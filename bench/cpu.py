@@ -55,6 +55,16 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> floa
     return 2 * n ** 3 * reps / (time.perf_counter() - t)
 
 
+def cpu_name() -> str:
+    """The CPU model and its bf16 instructions: AMX runs bf16 matmuls ~7x fp32, AVX512-BF16 alone ~3x, so
+    figures from two machines of the same size differ by more than any change measured here."""
+    name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")), "unknown") if Path("/proc/cpuinfo").exists() else "unknown"
+    flags = [f for f, probe in (("AMX", "_is_amx_tile_supported"), ("AVX512-BF16", "_is_avx512_bf16_supported"))
+             if getattr(torch.cpu, probe, lambda: False)()]
+    return f"{name} ({', '.join(flags) or 'no bf16 instructions'})"
+
+
 def timed(cmd: list[str], log: Path) -> tuple[float, float]:
     """Run a command (output to `log`); (wall seconds, peak RSS GiB) from /usr/bin/time."""
     t = time.perf_counter()
@@ -166,7 +176,8 @@ def main() -> None:
     p.add_argument("--out", default="bench/cpu_results.json")
     a = p.parse_args()
     peaks = {"bf16": matmul_peak(torch.bfloat16), "fp32": matmul_peak(torch.float32)}
-    print(f"matmul peak (2048^2, {torch.get_num_threads()} threads): bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s, "
+    cpu = cpu_name()
+    print(f"{cpu}; matmul peak (2048^2, {torch.get_num_threads()} threads): bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s, "
           f"fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s", flush=True)
     data = {"sft": ["--model", "smollm2-135m", "--data", "data/sft_train.jsonl", "--max-length", "512"],
             "rm": ["--model", "smollm2-135m", "--data", str(HH), "--max-length", "512"],
@@ -189,7 +200,7 @@ def main() -> None:
                     print(table(rows[-1:], peaks).splitlines()[-1], flush=True)
                 except SystemExit as e:  # one failed side does not lose the others
                     print(e, file=sys.stderr, flush=True)
-                Path(a.out).write_text(json.dumps({"peaks_flops": peaks, "threads": torch.get_num_threads(),
+                Path(a.out).write_text(json.dumps({"cpu": cpu, "peaks_flops": peaks, "threads": torch.get_num_threads(),
                                                    "rows": rows, "date": time.strftime("%Y-%m-%d %H:%M")},
                                                   indent=2) + "\n")
     print("\n" + table(rows, peaks))
