@@ -105,7 +105,7 @@ def cpu_bf16_speedup() -> float:
     """bf16 / fp32 matmul rate on this CPU, measured once per CPU model and torch version and kept in the cache,
     so that every rank of a run, and its --resume, make the same choice. The flags do not say it: measured on
     2048^2, AMX 7x, AMD Zen 4 AVX512-BF16 2.4x, an Intel VM reporting AVX512-BF16 without AMX 0.55x."""
-    key = f"{_cpu_model()} | torch {torch.__version__}"
+    key = f"{cpu_model()} | torch {torch.__version__}"
     path = cache_root() / "cpu_bf16_speedup.json"
     try:
         known = json.loads(path.read_text())
@@ -120,7 +120,8 @@ def cpu_bf16_speedup() -> float:
     return float(known[key])
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform says."""
     try:
         return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):

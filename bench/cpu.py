@@ -35,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+from align.models import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 HH = ROOT.parent / "shared" / "data" / "preference" / "hh_helpful_rejection_sampled_test.jsonl.gz"
 ALIGN = [sys.executable, "-m", "align"]
@@ -58,11 +60,9 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> floa
 def cpu_name() -> str:
     """The CPU model and its bf16 instructions: AMX runs bf16 matmuls ~7x fp32, AVX512-BF16 alone ~3x, so
     figures from two machines of the same size differ by more than any change measured here."""
-    name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")), "unknown") if Path("/proc/cpuinfo").exists() else "unknown"
     flags = [f for f, probe in (("AMX", "_is_amx_tile_supported"), ("AVX512-BF16", "_is_avx512_bf16_supported"))
              if getattr(torch.cpu, probe, lambda: False)()]
-    return f"{name} ({', '.join(flags) or 'no bf16 instructions'})"
+    return f"{cpu_model()} ({', '.join(flags) or 'no bf16 instructions'})"
 
 
 def timed(cmd: list[str], log: Path) -> tuple[float, float]:
