@@ -120,11 +120,9 @@ class ActorCritic:
         if temperature != 1.0:
             logits = logits.div_(temperature)
         labels = batch["input_ids"][:, batch["start"]:]
-        ent = None
-        if entropy is not None:
-            with torch.set_grad_enabled(entropy and torch.is_grad_enabled()):
-                ent = ppo_math.entropy_from_logits(logits)
-        return ppo_math.logprobs_from_logits(logits, labels), ent
+        if entropy and torch.is_grad_enabled():  # an entropy bonus: its gradient goes through autograd
+            return ppo_math.label_logprobs(logits, labels)[0], ppo_math.entropy_from_logits(logits)
+        return ppo_math.label_logprobs(logits, labels, entropy is not None)
 
     @torch.no_grad()
     def rewards(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

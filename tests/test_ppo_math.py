@@ -246,6 +246,32 @@ def test_logprobs_and_entropy_match_the_definitions_in_chunks_with_gradients():
     assert_close(pm.entropy_from_logits(logits, chunk_rows=3), -(p * p.log()).sum(-1))
 
 
+def test_label_logprobs_hand_written_backward_matches_autograd():
+    # by hand first (as above): log p = ln 1/2, ln 1/4; H = 1.0397207709, with and without a graph
+    logits = T([[[0.0, 0.0, math.log(2.0)]] * 2])
+    for z in (logits, logits.clone().requires_grad_(True)):
+        lp, ent = pm.label_logprobs(z, T([[2, 0]]).long(), entropy=True)
+        assert_close(lp, T([[-0.6931471806, -1.3862943611]]))
+        assert_close(ent, T([[1.0397207709, 1.0397207709]]))
+    assert pm.label_logprobs(logits, T([[2, 0]]).long())[1] is None
+    # then against autograd's log_softmax in float64, with an uneven upstream gradient (PPO's is per token)
+    torch.manual_seed(0)
+    z = (torch.randn(3, 4, 50, dtype=torch.float64) * 4).requires_grad_(True)
+    labels = torch.randint(0, 50, (3, 4))
+    upstream = torch.randn(3, 4, dtype=torch.float64)
+    expected = torch.log_softmax(z, -1).gather(-1, labels[..., None]).squeeze(-1)
+    got, ent = pm.label_logprobs(z, labels, entropy=True)
+    assert_close(got, expected, atol=1e-12, rtol=0)
+    p = torch.softmax(z, -1)
+    assert_close(ent, -(p * p.log()).sum(-1), atol=1e-12, rtol=0)
+    assert not ent.requires_grad  # logged, not optimised
+    (g_expected,) = torch.autograd.grad((expected * upstream).sum(), z)
+    (g_got,) = torch.autograd.grad((got * upstream).sum(), z)
+    assert_close(g_got, g_expected, atol=1e-12, rtol=0)
+    small, small_labels = torch.randn(2, 7, dtype=torch.float64, requires_grad=True), torch.tensor([3, 6])
+    assert torch.autograd.gradcheck(lambda x: pm.label_logprobs(x, small_labels)[0], (small,))
+
+
 def test_explained_variance():
     m = T([[1.0, 1.0, 1.0]])
     ret = T([[1.0, 2.0, 3.0]])
