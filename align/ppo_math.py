@@ -212,7 +212,8 @@ def label_logprobs(logits: torch.Tensor, labels: torch.Tensor, entropy: bool = F
         lp = flat.gather(-1, lab.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(flat, -1)
         ent = entropy_from_logits(flat) if entropy else None
     else:
-        lp, ent = _LabelLogprobs.apply(flat, lab, entropy)
+        with torch.autocast(logits.device.type, enabled=False):  # its einsum stays in the logits' dtype
+            lp, ent = _LabelLogprobs.apply(flat, lab, entropy)
     return lp.reshape(shape), None if ent is None else ent.reshape(shape)
 
 

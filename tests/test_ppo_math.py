@@ -268,6 +268,13 @@ def test_label_logprobs_hand_written_backward_matches_autograd():
     (g_expected,) = torch.autograd.grad((expected * upstream).sum(), z)
     (g_got,) = torch.autograd.grad((got * upstream).sum(), z)
     assert_close(g_got, g_expected, atol=1e-12, rtol=0)
+    # called inside a bf16 autocast region it still computes in float32
+    z32 = z.detach().float().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lp32, ent32 = pm.label_logprobs(z32, labels, entropy=True)
+    assert lp32.dtype == ent32.dtype == torch.float32
+    assert_close(lp32.double(), expected, atol=1e-5, rtol=0)
+    assert_close(ent32.double(), ent, atol=1e-5, rtol=0)
     small, small_labels = torch.randn(2, 7, dtype=torch.float64, requires_grad=True), torch.tensor([3, 6])
     assert torch.autograd.gradcheck(lambda x: pm.label_logprobs(x, small_labels)[0], (small,))
 
