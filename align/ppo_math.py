@@ -208,9 +208,8 @@ def label_logprobs(logits: torch.Tensor, labels: torch.Tensor, entropy: bool = F
     what PPO's update needs per micro-step, in the fewest passes over the vocabulary (see _LabelLogprobs)."""
     shape = labels.shape
     flat, lab = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1).long()
-    if not (torch.is_grad_enabled() and logits.requires_grad):
-        lp = flat.gather(-1, lab.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(flat, -1)
-        ent = entropy_from_logits(flat) if entropy else None
+    if not (torch.is_grad_enabled() and logits.requires_grad):  # nothing to save for a backward
+        lp, ent = logprobs_from_logits(flat, lab), entropy_from_logits(flat) if entropy else None
     else:
         with torch.autocast(logits.device.type, enabled=False):  # its einsum stays in the logits' dtype
             lp, ent = _LabelLogprobs.apply(flat, lab, entropy)
