@@ -260,7 +260,7 @@ def run(cfg: RMConfig) -> dict[str, Any]:
         train.use_our_callbacks(trainer, out)
         train_out = train.fit(trainer, out, cfg.resume)
         metrics = train.standard_metrics(trainer, train_out)
-        metrics.update(trainer.evaluate())
+        metrics.update(train.evaluate_at_end(trainer))
         norm = reward_stats(trainer.model, train_groups, tokenizer.pad_token_id, cfg.seed, sharing)
         train.save_model(trainer.model, tokenizer, out, cfg.full)
         out.write(reward_norm=norm, **train.model_fields(cfg, tokenizer, lineage, "seq_cls"))

@@ -210,12 +210,33 @@ class DivergenceGuard(TrainerCallback):
         self.logged_step = state.global_step
 
 
+class LastEvaluation(TrainerCallback):
+    """The step and metrics of this process's latest evaluation (see `evaluate_at_end`)."""
+
+    def __init__(self):
+        self.step, self.metrics = -1, {}
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.step, self.metrics = state.global_step, dict(metrics or {})
+
+
 def use_our_callbacks(trainer, run: Run) -> None:
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)  # the Trainer adds it when tqdm is off: a second, raw dict line
     trainer.add_callback(Progress())
     trainer.add_callback(LogFile(run.path / "logs.jsonl"))
     trainer.add_callback(DivergenceGuard())
+    trainer.add_callback(LastEvaluation())
+
+
+def evaluate_at_end(trainer) -> dict[str, float]:
+    """The eval metrics of the final step. With --eval-steps the Trainer has just evaluated it (a step-based
+    schedule always evaluates the last step): those are returned, not computed again (a second pass over the
+    eval set, ~1 min for 99 HH pairs on 2 cores); otherwise it evaluates now."""
+    last = next(c for c in trainer.callback_handler.callbacks if isinstance(c, LastEvaluation))
+    if last.step == trainer.state.global_step and last.metrics:
+        return last.metrics
+    return trainer.evaluate()
 
 
 def drop_logs_after(path: Path, step: int) -> None:

@@ -278,8 +278,10 @@ def test_held_out_accuracy_counts_pairs_not_batches(tmp):
     for i in (3, 11, 20, 27, 32):
         pairs[i] = {**pairs[i], "chosen": pairs[i]["rejected"], "rejected": pairs[i]["chosen"]}
     write_jsonl(tmp / "eval-mixed.jsonl", pairs)
-    m = dpo.run(dpo_cfg(tmp, "dpo-mixed", eval_data=[str(tmp / "eval-mixed.jsonl")], max_steps=20,
+    m = dpo.run(dpo_cfg(tmp, "dpo-mixed", eval_data=[str(tmp / "eval-mixed.jsonl")], max_steps=20, eval_steps=15,
                         micro_batch_tokens=0))["metrics"]
-    assert m["eval_pairs"] == 33
+    assert m["eval_pairs"] == 33  # the counts of the Trainer's own evaluation of the last step: it is not run twice
+    logs = [json.loads(line) for line in (tmp / "dpo-mixed" / "logs.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in logs if "eval_loss" in x] == [0, 15, 20]
     correct = m["eval_implicit_accuracy"] * 33
     assert correct == pytest.approx(round(correct), abs=1e-6) and 0 < m["eval_implicit_accuracy"] < 1, m

@@ -100,7 +100,11 @@ def test_learns_the_preference_on_held_out_pairs(trained_rm, tiny_model):
     assert m["eval_accuracy"] > 0.9 and m["eval_mean_margin"] > 1, m
     assert m["loss_end"] < m["loss_start"]
     logs = [json.loads(x) for x in (tmp / "run" / "logs.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in logs if "eval_accuracy" in x][:2] == [10, 20]  # --eval-steps works mid-training
+    evals = [x for x in logs if "eval_accuracy" in x]
+    assert [x["step"] for x in evals][:2] == [10, 20]  # --eval-steps works mid-training
+    # the Trainer evaluates the last step itself; the stage reports that evaluation, not a second pass
+    assert m["steps"] % 10 and [x["step"] for x in evals].count(m["steps"]) == 1
+    assert m["eval_accuracy"] == evals[-1]["eval_accuracy"] and m["eval_loss"] == evals[-1]["eval_loss"]
     # 160 pairs + 40 rankings of 3 with a tie (2 pairs each); every distinct response encoded once
     assert manifest["data"]["counts"]["train"] == {"pairs": 240, "truncated_pairs": 0, "dropped_pairs": 0, "ties": 40}
     # the reward's mean/std from whole prompt groups drawn until rm.NORM_SAMPLE of the 440 responses are scored
