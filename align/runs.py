@@ -506,8 +506,10 @@ class Run:
             if rm_then.get("sha256") and rm_now and rm_now.get("sha256") != rm_then["sha256"]:
                 raise RunError(f"{self.path}: its reward model ({rm_then['weights']}) has changed since the run "
                                "started: continuing would optimise another reward; start it again (--overwrite)")
+            ended = {k: self.manifest[k] for k in ("status", "error") if self.manifest.get(k)}
             fields["resumes"] = (self.manifest.get("resumes") or []) + [
-                {"time": now(), "command": sys.argv, "changed": {k: [a, b] for k, a, b in allowed}}]
+                {"time": now(), "command": sys.argv, "changed": {k: [a, b] for k, a, b in allowed}, "ended": ended}]
+            fields["error"] = None  # why the last process stopped is history now, kept in its resume entry
         self.started = True
         self.write(status=RUNNING, config=cfg_dict, versions=library_versions(),
                    **({"command": sys.argv} if self.fresh else {}), **process_info(), **fields)

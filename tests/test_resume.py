@@ -83,6 +83,8 @@ def test_resume_accepts_options_that_cannot_change_the_result(base_flags):
     assert manifest["config"]["logging_steps"] == 2
     (resume,) = manifest["resumes"]  # history: what changed when, the first command stays
     assert resume["changed"] == {"logging_steps": [1, 2], "micro_batch_tokens": [-1, 64], "save_steps": [1, 5]}
+    # why the earlier process stopped moves into the history: a complete run carries no error of its own
+    assert resume["ended"] == {"status": runs.INTERRUPTED, "error": "Killed"} and manifest["error"] is None
     assert "--resume" not in manifest["command"]
 
 
