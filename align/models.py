@@ -17,7 +17,6 @@ import math
 import os
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any
 
@@ -389,30 +388,43 @@ def fuse_lora_adds(model) -> None:
     """Every plain LoRA linear layer adds its update inside one GEMM: addmm(W x, A x, B^T, alpha=scaling), where
     peft computes B(A x), multiplies it by the scaling and adds it to W x: two more passes over a [tokens, out]
     tensor each way, forward and backward, on the layer's whole output (the MLP's 1536-wide ones). Same sum,
-    one rounding instead of three. Anything else (adapters off or merged, DoRA and other variants, a LoRA bias,
-    mixed-adapter batches, 4-bit layers) runs peft's own forward."""
+    one rounding instead of three. The layers become a subclass (peft's isinstance checks, adapters added later,
+    merging and saving see peft's Linear); peft's own forward runs for everything else."""
     from peft.tuners.lora.layer import Linear
 
     for module in model.modules():
         if type(module) is Linear:
-            module.forward = types.MethodType(_lora_linear_forward, module)  # deepcopy rebinds it to the copy
+            module.__class__ = _fused_lora_linear()
 
 
-def _lora_linear_forward(layer, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    if (args or kwargs or layer.disable_adapters or layer.merged or layer.lora_variant
-            or any(layer.lora_B[a].bias is not None for a in layer.active_adapters if a in layer.lora_B)):
-        return type(layer).forward(layer, x, *args, **kwargs)
-    result = layer.base_layer(x)
-    for name in layer.active_adapters:
-        if name not in layer.lora_A:
-            continue
-        h = layer.lora_A[name](layer.lora_dropout[name](x))
-        weight = layer.lora_B[name].weight
-        if not torch.is_autocast_enabled(result.device.type) and not (result.dtype == h.dtype == weight.dtype):
-            return type(layer).forward(layer, x)  # peft casts between dtypes; so does autocast, else we would not
-        result = torch.addmm(result.reshape(-1, result.shape[-1]), h.reshape(-1, h.shape[-1]), weight.t(),
-                             alpha=layer.scaling[name]).view(result.shape)
-    return result
+@functools.cache
+def _fused_lora_linear() -> type:
+    from peft.tuners.lora.layer import Linear
+
+    class FusedLoraLinear(Linear):
+        def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            names = [a for a in self.active_adapters if a in self.lora_A]
+            if not self._fusable(x, names) or args or kwargs:
+                return super().forward(x, *args, **kwargs)
+            result = self.base_layer(x)
+            for name in names:
+                h = self.lora_A[name](self.lora_dropout[name](x))
+                result = torch.addmm(result.reshape(-1, result.shape[-1]), h.reshape(-1, h.shape[-1]),
+                                     self.lora_B[name].weight.t(), alpha=self.scaling[name]).view(result.shape)
+            return result
+
+        def _fusable(self, x: torch.Tensor, names: list[str]) -> bool:
+            """Not: adapters off or merged (the base alone), DoRA and other variants, a LoRA bias, weights that
+            ZeRO-3 gathers only inside their module's own forward (`ds_id`), or dtypes that peft would cast
+            between outside autocast."""
+            if self.disable_adapters or self.merged or self.lora_variant:
+                return False
+            weights = [w for a in names for w in (self.lora_A[a].weight, self.lora_B[a].weight)]
+            if any(self.lora_B[a].bias is not None for a in names) or any(hasattr(w, "ds_id") for w in weights):
+                return False
+            return torch.is_autocast_enabled(x.device.type) or all(w.dtype == x.dtype for w in weights)
+
+    return FusedLoraLinear
 
 
 def load_run(run_dir: str, kind: str | None = None, *, dtype: str = "auto", merge: bool = True,

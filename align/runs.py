@@ -509,7 +509,8 @@ class Run:
             ended = {k: self.manifest[k] for k in ("status", "error") if self.manifest.get(k)}
             fields["resumes"] = (self.manifest.get("resumes") or []) + [
                 {"time": now(), "command": sys.argv, "changed": {k: [a, b] for k, a, b in allowed}, "ended": ended}]
-            fields["error"] = None  # why the last process stopped is history now, kept in its resume entry
+        if not self.fresh:
+            fields["error"] = None  # why the last process stopped is history now (in its resume entry, if any)
         self.started = True
         self.write(status=RUNNING, config=cfg_dict, versions=library_versions(),
                    **({"command": sys.argv} if self.fresh else {}), **process_info(), **fields)

@@ -233,8 +233,8 @@ def evaluate_at_end(trainer) -> dict[str, float]:
     """The eval metrics of the final step. With --eval-steps the Trainer has just evaluated it (a step-based
     schedule always evaluates the last step): those are returned, not computed again (a second pass over the
     eval set, ~1 min for 99 HH pairs on 2 cores); otherwise it evaluates now."""
-    last = next(c for c in trainer.callback_handler.callbacks if isinstance(c, LastEvaluation))
-    if last.step == trainer.state.global_step and last.metrics:
+    last = next((c for c in trainer.callback_handler.callbacks if isinstance(c, LastEvaluation)), None)
+    if last and last.step == trainer.state.global_step and last.metrics:
         return last.metrics
     return trainer.evaluate()
 
