@@ -12,7 +12,9 @@
   choice for passes over parts of one batch (PPO's micro-batches, cut to the columns their rows fill).
 - Prefix sharing (prefix_sharing.py) and SFT's packed rows (sft.py) hand the layout of their rows down as a
   keyword (`BLOCKS`): attention then runs block by block, a prefix (or a packed example) causally on itself,
-  each suffix on [prefix; itself].
+  each suffix on [prefix; itself]. Its suffix blocks (an explicit mask) decide by keys like the rest: the math
+  kernel on them up to 120k rows x queries x keys, faster alone (one row, 400 keys, 133 queries: 3.1 vs 3.3 ms
+  forward + backward), made a whole RM step on 16 HH pairs at 512 tokens slower (12.6 vs 11.7 s, AMX, 2026-12-06).
 """
 
 from __future__ import annotations
