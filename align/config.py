@@ -220,8 +220,9 @@ class RMConfig(PairConfig):
                                gt=0)
     epochs: float = opt(2.0, "Passes over the pairs: two, where InstructGPT's one pass is about tens of thousands "
                              "of pairs. Measured on HH (bench/quality/RESULTS.md 2): at 320 pairs from the base, 2 "
-                             "epochs ranked 300 held-out pairs 0.61 against 0.54 for one (from SFT 0.58 both); on both HH files (3,750 "
-                             "pairs, 99 held out) 0.63 against 0.56 for a 1-epoch run. On far larger sets try 1.",
+                             "epochs ranked 300 held-out pairs 0.61 against 0.54 for one (from SFT 0.58 both); on "
+                             "both HH files (3,750 pairs, 99 held out) 0.63 against 0.56 for a 1-epoch run. On far "
+                             "larger sets try 1.",
                         gt=0)
     batch_size: int = opt(16, "Comparison pairs per step; a prompt's pairs are never split across steps (not swept).",
                           ge=1)

@@ -182,7 +182,7 @@ def train_and_evaluate(trainer, out: Run, cfg: DPOConfig, evaluates: bool) -> di
     train_out = train.fit(trainer, out, cfg.resume)
     metrics = {**train.standard_metrics(trainer, train_out), **before}
     if evaluates:
-        after = {k: v for k, v in train.evaluate_at_end(trainer).items() if k.startswith("eval_")}
+        after = train.evaluate_at_end(trainer)  # eval_sums are this evaluation's
         sums = trainer.eval_sums
         metrics.update(after, eval_pairs=int(sums["pairs"]), eval_implicit_accuracy=sums["correct"] / sums["pairs"],
                        eval_implicit_margin=sums["margin"] / sums["pairs"])

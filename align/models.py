@@ -404,7 +404,7 @@ def _fused_lora_linear() -> type:
     class FusedLoraLinear(Linear):
         def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
             names = [a for a in self.active_adapters if a in self.lora_A]
-            if not self._fusable(x, names) or args or kwargs:
+            if args or kwargs or not self._fusable(x, names):  # kwargs: peft's adapter_names, variant options
                 return super().forward(x, *args, **kwargs)
             result = self.base_layer(x)
             for name in names:

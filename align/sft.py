@@ -242,7 +242,7 @@ def run(cfg: SFTConfig) -> dict[str, Any]:
         train_out = train.fit(trainer, out, cfg.resume)
         metrics = train.standard_metrics(trainer, train_out)
         if eval_set:
-            metrics.update({k: v for k, v in train.evaluate_at_end(trainer).items() if k.startswith("eval_")})
+            metrics.update(train.evaluate_at_end(trainer))
         train.save_model(trainer.model, tokenizer, out, cfg.full)
         out.write(**train.model_fields(cfg, tokenizer, lineage, "causal"))
         out.finish(metrics)

@@ -230,13 +230,12 @@ def use_our_callbacks(trainer, run: Run) -> None:
 
 
 def evaluate_at_end(trainer) -> dict[str, float]:
-    """The eval metrics of the final step. With --eval-steps the Trainer has just evaluated it (a step-based
+    """The eval_* metrics of the final step. With --eval-steps the Trainer has just evaluated it (a step-based
     schedule always evaluates the last step): those are returned, not computed again (a second pass over the
     eval set, ~1 min for 99 HH pairs on 2 cores); otherwise it evaluates now."""
     last = next((c for c in trainer.callback_handler.callbacks if isinstance(c, LastEvaluation)), None)
-    if last and last.step == trainer.state.global_step and last.metrics:
-        return last.metrics
-    return trainer.evaluate()
+    fresh = last and last.step == trainer.state.global_step and last.metrics
+    return {k: v for k, v in (last.metrics if fresh else trainer.evaluate()).items() if k.startswith("eval_")}
 
 
 def drop_logs_after(path: Path, step: int) -> None:
